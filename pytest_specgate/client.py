@@ -1,0 +1,164 @@
+"""HTTP client for llama-server: one request in, one ``Sample`` out.
+
+Streaming is the default because only a stream shows what a user feels: the client clock at the
+first visible token (TTFT) and at the last one. SSE framing is parsed by ``httpx-sse``; keep-alive
+comments (``:``) are ignored by it. Every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from pytest_specgate.errors import SampleError, ServerError
+from pytest_specgate.sample import Sample, Timings, ToolCall
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        body = resp.read().decode("utf-8", "replace")
+        return json.loads(body).get("error", {}).get("message", body)
+    except (ValueError, AttributeError):
+        return resp.text[:500]
+
+
+class Client:
+    """A thin wrapper around ``httpx.Client`` that knows llama-server's extra endpoints."""
+
+    def __init__(self, base_url: str, timeout: float = 600.0) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout, connect=10.0))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- small endpoints ----
+
+    def get_json(self, path: str) -> Any:
+        resp = self.http.get(path, timeout=30.0)
+        if resp.status_code != 200:
+            raise ServerError(f"GET {self.base_url}{path} -> HTTP {resp.status_code}: {_error_text(resp)}")
+        return resp.json()
+
+    def props(self) -> dict[str, Any]:
+        return self.get_json("/props")
+
+    def count_chat_tokens(self, body: dict[str, Any]) -> int:
+        """Exact prompt size after templating, from the server's own tokenizer."""
+        resp = self.http.post("/v1/chat/completions/input_tokens", json=body, timeout=60.0)
+        if resp.status_code != 200:
+            raise ServerError(f"POST input_tokens -> HTTP {resp.status_code}: {_error_text(resp)}")
+        return int(resp.json()["input_tokens"])
+
+    # ---- the measured request ----
+
+    def chat(self, body: dict[str, Any], *, workload: str, point: int | None = None, nonce: str = "",
+             stream: bool = True) -> Sample:
+        """Send one chat completion and turn it into a Sample.
+
+        When the body asks for an exact length (``ignore_eos`` + ``n_predict``), the Sample records
+        whether exactly that many tokens came back; callers treat a short sample as an error.
+        """
+        body = dict(body)
+        requested = body.get("n_predict") if body.get("ignore_eos") else None
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+            sample = self._stream(body, workload=workload, point=point, nonce=nonce)
+        else:
+            body["stream"] = False
+            sample = self._once(body, workload=workload, point=point, nonce=nonce)
+        if requested is not None:
+            sample.requested_tokens = int(requested)
+            sample.exact = sample.timings.predicted_n == int(requested)
+        return sample
+
+    def _once(self, body: dict[str, Any], **meta: Any) -> Sample:
+        t0 = time.perf_counter()
+        resp = self.http.post("/v1/chat/completions", json=body)
+        wall = (time.perf_counter() - t0) * 1000
+        if resp.status_code != 200:
+            raise ServerError(f"POST /v1/chat/completions -> HTTP {resp.status_code}: {_error_text(resp)}")
+        data = resp.json()
+        choice = data["choices"][0]
+        msg = choice.get("message", {})
+        calls = [
+            ToolCall(index=i, id=c.get("id", ""), type=c.get("type", "function"),
+                     name=c.get("function", {}).get("name", ""), arguments=c.get("function", {}).get("arguments", ""))
+            for i, c in enumerate(msg.get("tool_calls") or [])
+        ]
+        usage = data.get("usage", {})
+        return Sample(
+            stream=False, wall_ms=wall, timings=Timings.model_validate(data.get("timings", {})),
+            prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
+            finish_reason=choice.get("finish_reason"), content=msg.get("content") or "",
+            reasoning_content=msg.get("reasoning_content") or "", tool_calls=calls, raw_message=msg, **meta,
+        )
+
+    def _stream(self, body: dict[str, Any], **meta: Any) -> Sample:
+        content: list[str] = []
+        reasoning: list[str] = []
+        calls: dict[int, ToolCall] = {}
+        timings: dict[str, Any] = {}
+        usage: dict[str, Any] = {}
+        finish: str | None = None
+        first = last = None
+        n_events = 0
+        t0 = time.perf_counter()
+        with connect_sse(self.http, "POST", "/v1/chat/completions", json=body) as source:
+            if source.response.status_code != 200:
+                raise ServerError(
+                    f"POST /v1/chat/completions -> HTTP {source.response.status_code}: {_error_text(source.response)}"
+                )
+            for event in source.iter_sse():
+                now = time.perf_counter()
+                if event.data == "[DONE]":
+                    break
+                obj = json.loads(event.data)
+                n_events += 1
+                if "error" in obj:
+                    raise ServerError(f"llama-server reported an error mid-stream: {obj['error']}")
+                timings = obj.get("timings") or timings
+                usage = obj.get("usage") or usage
+                for choice in obj.get("choices") or []:
+                    finish = choice.get("finish_reason") or finish
+                    delta = choice.get("delta") or {}
+                    visible = False
+                    if delta.get("content"):
+                        content.append(delta["content"])
+                        visible = True
+                    if delta.get("reasoning_content"):
+                        reasoning.append(delta["reasoning_content"])
+                        visible = True
+                    for tc in delta.get("tool_calls") or []:
+                        visible = True
+                        call = calls.setdefault(tc.get("index", 0), ToolCall(index=tc.get("index", 0)))
+                        call.id = tc.get("id") or call.id
+                        fn = tc.get("function") or {}
+                        call.name = fn.get("name") or call.name
+                        call.arguments += fn.get("arguments") or ""
+                    if visible:
+                        first = now if first is None else first
+                        last = now
+        wall = (time.perf_counter() - t0) * 1000
+        if not timings:
+            raise SampleError("the stream ended without a `timings` object: the server closed it early")
+        return Sample(
+            wall_ms=wall,
+            ttft_ms=None if first is None else (first - t0) * 1000,
+            last_token_ms=None if last is None else (last - t0) * 1000,
+            n_events=n_events, timings=Timings.model_validate(timings),
+            prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
+            finish_reason=finish, content="".join(content), reasoning_content="".join(reasoning),
+            tool_calls=[calls[i] for i in sorted(calls)], **meta,
+        )

@@ -1,0 +1,357 @@
+"""The config file: named serving configs, their workloads and budgets.
+
+A serving config is the thing under test: one llama-server binary, one GGUF, one list of flags.
+The file is TOML (``specgate.toml`` or ``[tool.specgate]`` in ``pyproject.toml``) and is parsed
+into pydantic models that reject unknown keys, so that a typo such as ``budjets`` fails loudly
+instead of silently disabling a gate. Every error names the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pytest_specgate.errors import SpecgateConfigError
+
+#: Metrics a budget may name. Keep in step with ``measure.METRICS`` and the README.
+MetricName = Literal[
+    "decode_tps",
+    "client_decode_tps",
+    "ttft_ms",
+    "prefill_ms",
+    "prompt_tps",
+    "wall_ms",
+    "reasoning_share",
+    "cache_reuse",
+    "prefix_reuse",
+    "prefill_speedup",
+    "acceptance",
+    "mean_accepted_run",
+    "speedup",
+    "wall_speedup",
+    "decode_collapse",
+    "crossover_tokens",
+    "vram_peak_mib",
+    "vram_idle_mib",
+    "rss_peak_mib",
+]
+
+WorkloadName = Literal[
+    "latency", "tool-call", "chat-short", "code-long", "long-context", "sweep", "cache-reuse", "memory", "derived"
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Strict):
+    """One limit on one metric at one workload point.
+
+    ``min`` is a floor (the metric must be at least this), ``max`` a ceiling. ``point`` is the
+    output length for the ``sweep`` workload and is empty for the others.
+    """
+
+    metric: MetricName
+    workload: WorkloadName = "sweep"
+    point: int | None = None
+    min: float | None = None
+    max: float | None = None
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> Budget:
+        if (self.min is None) == (self.max is None):
+            raise ValueError("give exactly one of `min` (a floor: metric >= min) or `max` (a ceiling: metric <= max)")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str, int | None]:
+        return (self.metric, self.workload, self.point)
+
+    @property
+    def limit(self) -> float:
+        return self.min if self.min is not None else self.max  # type: ignore[return-value]
+
+    @property
+    def op(self) -> str:
+        return ">=" if self.min is not None else "<="
+
+    def describe(self) -> str:
+        where = self.workload if self.point is None else f"{self.workload}@{self.point}"
+        return f"{self.metric} {self.op} {self.limit:g} at {where}"
+
+
+class Workloads(_Strict):
+    """How each config is exercised: sizes and sample counts (the report's "N=1 misleads")."""
+
+    sweep: list[int] = Field(default_factory=lambda: [100, 500, 1000, 2000])
+    fixed_output: int = 256
+    long_context_tokens: int = 43000
+    long_context_output: int = 100
+    samples: int = 5
+    warmup: int = 1
+    max_samples: int = 12
+    quick_samples: int = 3
+    quick_sweep: list[int] | None = None
+    confidence: float = 0.95
+    seed: int = 42
+    request_timeout: float = 600.0
+
+    @field_validator("sweep")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(n <= 1 for n in v):
+            raise ValueError("sweep must list output lengths greater than 1")
+        return sorted(set(v))
+
+
+class Thresholds(_Strict):
+    """Relative change against a baseline that counts as a regression (direction-aware)."""
+
+    decode_tps: float = 0.05
+    client_decode_tps: float = 0.05
+    ttft_ms: float = 0.10
+    prefill_ms: float = 0.10
+    prompt_tps: float = 0.10
+    wall_ms: float = 0.10
+    vram_peak_mib: float = 0.02
+    vram_idle_mib: float = 0.02
+    rss_peak_mib: float = 0.05
+
+
+class RawConfig(_Strict):
+    """A config as written, before ``extends`` is applied: every field optional."""
+
+    description: str | None = None
+    extends: str | None = None
+    reference: str | None = None
+    binary: str | None = None
+    model: str | None = None
+    args: list[str] | None = None
+    args_remove: list[str] | None = None
+    env: dict[str, str] | None = None
+    chat_template_file: str | None = None
+    startup_timeout: float | None = None
+    workloads: dict[str, object] | None = None
+    budgets: list[Budget] | None = None
+    expect_speculative: bool | None = None
+    expect_tool_calls: bool | None = None
+
+
+class ServingConfig(_Strict):
+    """A resolved config: what one llama-server process is started with, and its budgets."""
+
+    name: str
+    description: str = ""
+    reference: str | None = None
+    binary: str
+    model: str
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    chat_template_file: str | None = None
+    startup_timeout: float = 300.0
+    workloads: Workloads = Field(default_factory=Workloads)
+    budgets: list[Budget] = Field(default_factory=list)
+    expect_speculative: bool | None = None
+    expect_tool_calls: bool = True
+    source: str = ""
+
+    @property
+    def speculative(self) -> bool:
+        """Whether the flags ask for speculative decoding (so a silent fallback must fail)."""
+        if self.expect_speculative is not None:
+            return self.expect_speculative
+        types = flag_values(self.args, "--spec-type")
+        spec = [t for v in types for t in v.split(",") if t and t != "none"]
+        return bool(spec) or "--spec-default" in self.args
+
+    def budgets_for(self, workload: str, point: int | None) -> list[Budget]:
+        return [b for b in self.budgets if b.workload == workload and b.point == point]
+
+
+class SpecgateFile(_Strict):
+    """The whole file: named configs plus the default config name and baseline thresholds."""
+
+    default: str = "demo"
+    configs: dict[str, ServingConfig]
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    path: str = ""
+
+    def get(self, name: str) -> ServingConfig:
+        try:
+            return self.configs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.configs))
+            raise SpecgateConfigError(
+                f"--specgate-config {name!r} is not defined in {self.path}. Known configs: {known}. "
+                f"Fix: pick one of those, or add a [configs.{name}] table."
+            ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# argv helpers
+
+
+def _is_flag(tok: str) -> bool:
+    return tok.startswith("-") and not re.fullmatch(r"-\d+(\.\d+)?", tok)
+
+
+def group_args(args: list[str]) -> list[tuple[str, list[str]]]:
+    """Split an argv list into (flag, values) groups: ``-c 4096 -fa on`` -> [(-c,[4096]), (-fa,[on])]."""
+    groups: list[tuple[str, list[str]]] = []
+    for tok in args:
+        if _is_flag(tok) or not groups:
+            groups.append((tok, []))
+        else:
+            groups[-1][1].append(tok)
+    return groups
+
+
+def flag_values(args: list[str], flag: str) -> list[str]:
+    return [v for f, vals in group_args(args) if f == flag for v in vals]
+
+
+def merge_args(parent: list[str], child: list[str], remove: list[str]) -> list[str]:
+    """Child flags replace the parent's same-spelled flag in place; new ones are appended."""
+    merged = [(f, vals) for f, vals in group_args(parent) if f not in remove]
+    child_groups = group_args(child)
+    positions = {f: i for i, (f, _) in enumerate(merged)}
+    # keep the parent's order for replaced flags so diffs of argv stay readable
+    replaced = {f: vals for f, vals in child_groups if f in positions}
+    out = [(f, replaced.get(f, vals)) for f, vals in merged]
+    out += [(f, vals) for f, vals in child_groups if f not in positions]
+    return [tok for f, vals in out for tok in (f, *vals)]
+
+
+# --------------------------------------------------------------------------------------------
+# ${VAR} and ${VAR:-default} expansion, with errors that say which variable to set
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(value: str, *, where: str, environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env and env[name]:
+            return env[name]
+        if default is not None:
+            return default
+        raise SpecgateConfigError(
+            f"{where} uses ${{{name}}}, but the environment variable {name} is not set. "
+            f"Fix: export {name}=/path/to/the/file, or write the path into the config."
+        )
+
+    return os.path.expanduser(_VAR.sub(sub, value))
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def find_config_file(start: Path) -> Path | None:
+    """``specgate.toml`` in ``start`` or a parent, else a pyproject with ``[tool.specgate]``."""
+    for d in (start, *start.parents):
+        if (d / "specgate.toml").is_file():
+            return d / "specgate.toml"
+        py = d / "pyproject.toml"
+        if py.is_file() and "[tool.specgate" in py.read_text(encoding="utf-8", errors="replace"):
+            return py
+    return None
+
+
+def _loc(err: dict[str, object]) -> str:
+    return ".".join(str(p) for p in err["loc"])  # type: ignore[union-attr]
+
+
+def _explain(path: Path, prefix: str, exc: ValidationError) -> SpecgateConfigError:
+    lines = []
+    for err in exc.errors():
+        key = f"{prefix}.{_loc(err)}" if _loc(err) else prefix
+        if err["type"] == "extra_forbidden":
+            fix = "remove it or check its spelling (see the README's config reference)"
+        elif err["type"] == "literal_error":
+            fix = f"use one of: {err.get('ctx', {}).get('expected', '')}"  # type: ignore[union-attr]
+        else:
+            fix = "see the README's config reference"
+        lines.append(f"{path}: key {key!r}: {err['msg']}. Fix: {fix}.")
+    return SpecgateConfigError("\n".join(lines))
+
+
+def load(path: Path) -> SpecgateFile:
+    """Read, validate and resolve ``extends`` for every config in the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecgateConfigError(f"{path}: file not found. Fix: create it, or pass --specgate-file PATH.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecgateConfigError(f"{path}: not valid TOML: {e}. Fix the syntax at that line.") from None
+    prefix = ""
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("specgate", {})
+        prefix = "tool.specgate."
+    unknown = set(data) - {"default", "configs", "thresholds"}
+    if unknown:
+        raise SpecgateConfigError(
+            f"{path}: unknown top-level key(s) {sorted(unknown)}. Fix: use only default, configs, thresholds."
+        )
+    raws: dict[str, RawConfig] = {}
+    for name, body in (data.get("configs") or {}).items():
+        if not isinstance(body, dict):
+            raise SpecgateConfigError(f"{path}: key '{prefix}configs.{name}' must be a table. Fix: [configs.{name}].")
+        try:
+            raws[name] = RawConfig.model_validate(body)
+        except ValidationError as e:
+            raise _explain(path, f"{prefix}configs.{name}", e) from None
+    if not raws:
+        raise SpecgateConfigError(f"{path}: no [configs.NAME] tables. Fix: define at least one config.")
+    try:
+        thresholds = Thresholds.model_validate(data.get("thresholds") or {})
+    except ValidationError as e:
+        raise _explain(path, f"{prefix}thresholds", e) from None
+    configs = {name: _resolve(name, raws, path, prefix) for name in raws}
+    for name, cfg in configs.items():
+        if cfg.reference and cfg.reference not in configs:
+            raise SpecgateConfigError(
+                f"{path}: key '{prefix}configs.{name}.reference' names {cfg.reference!r}, which is not defined. "
+                f"Fix: one of {sorted(configs)}."
+            )
+    default = data.get("default", "demo" if "demo" in configs else next(iter(configs)))
+    return SpecgateFile(default=default, configs=configs, thresholds=thresholds, path=str(path))
+
+
+def _resolve(name: str, raws: dict[str, RawConfig], path: Path, prefix: str, seen: tuple[str, ...] = ()) -> ServingConfig:
+    if name in seen:
+        chain = " -> ".join((*seen, name))
+        raise SpecgateConfigError(f"{path}: configs extend each other in a loop ({chain}). Fix: break the cycle.")
+    raw = raws[name]
+    merged: dict[str, object] = {}
+    if raw.extends:
+        if raw.extends not in raws:
+            raise SpecgateConfigError(
+                f"{path}: key '{prefix}configs.{name}.extends' names {raw.extends!r}, which is not defined. "
+                f"Fix: one of {sorted(raws)}."
+            )
+        parent = _resolve(raw.extends, raws, path, prefix, (*seen, name))
+        merged = parent.model_dump(exclude={"name", "source", "workloads", "budgets", "description"})
+        merged["workloads"] = parent.workloads.model_dump(exclude_unset=True)
+        merged["budgets"] = list(parent.budgets)
+    own = raw.model_dump(exclude_none=True, exclude={"extends", "args", "args_remove", "env", "workloads", "budgets"})
+    merged.update(own)
+    merged["args"] = merge_args(list(merged.get("args", [])), raw.args or [], raw.args_remove or [])  # type: ignore[arg-type]
+    merged["env"] = {**merged.get("env", {}), **(raw.env or {})}  # type: ignore[dict-item]
+    merged["workloads"] = {**merged.get("workloads", {}), **(raw.workloads or {})}  # type: ignore[dict-item]
+    budgets = {b.key: b for b in merged.get("budgets", [])}  # type: ignore[union-attr]
+    budgets.update({b.key: b for b in raw.budgets or []})
+    merged["budgets"] = list(budgets.values())
+    try:
+        return ServingConfig.model_validate({**merged, "name": name, "source": str(path)})
+    except ValidationError as e:
+        raise _explain(path, f"{prefix}configs.{name}", e) from None

@@ -1,0 +1,105 @@
+"""Fixtures for suite authors. Each is small; the work happens in ``Gate``.
+
+Errors from specgate (preflight, server start, short samples) become plain test failures with the
+message and no traceback into the plugin: the message is the useful part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from pytest_specgate.config import Budget, ServingConfig
+from pytest_specgate.errors import SpecgateError
+from pytest_specgate.gate import Gate
+from pytest_specgate.measure import BudgetResult, Measurement
+from pytest_specgate.memory import MemoryProbe
+from pytest_specgate.pool import Running
+from pytest_specgate.state import gate_key
+
+
+@contextmanager
+def specgate_errors() -> Iterator[None]:
+    try:
+        yield
+    except SpecgateError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def specgate_gate(pytestconfig: pytest.Config) -> Gate:
+    """The session's Gate (configs, pool, measurements, verdicts)."""
+    return pytestconfig.stash[gate_key]
+
+
+@pytest.fixture(scope="session")
+def specgate_config(specgate_gate: Gate) -> ServingConfig:
+    """The selected serving config (``--specgate-config``), resolved through ``extends``."""
+    with specgate_errors():
+        return specgate_gate.selected
+
+
+@pytest.fixture(scope="session")
+def specgate_reference(specgate_gate: Gate, specgate_config: ServingConfig) -> ServingConfig:
+    """The selected config's ``reference`` config; skips tests that need one when there is none."""
+    if not specgate_config.reference:
+        pytest.skip(f"config {specgate_config.name!r} has no `reference` to compare with")
+    return specgate_gate.config(specgate_config.reference)
+
+
+@pytest.fixture(scope="session")
+def specgate_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return tmp_path_factory.mktemp("specgate-logs")
+
+
+@pytest.fixture
+def specgate_server(specgate_gate: Gate, specgate_config: ServingConfig, specgate_log_dir: Any) -> Running:
+    """The running llama-server for the selected config: ``.server`` (url, pid, log_path, argv),
+    ``.client`` and ``.memory``. Started once per session and reused; restarted only if another
+    config was measured in between."""
+    with specgate_errors():
+        return specgate_gate.server(specgate_config.name, specgate_log_dir)
+
+
+@pytest.fixture
+def specgate_client(specgate_server: Running) -> Any:
+    """An httpx-based client bound to the running server (``chat(body, workload=...) -> Sample``)."""
+    return specgate_server.client
+
+
+@pytest.fixture
+def specgate_memory(specgate_server: Running) -> MemoryProbe:
+    """The memory probe of the running server (VRAM via NVML, RSS via psutil)."""
+    return specgate_server.memory
+
+
+@pytest.fixture
+def specgate_measure(specgate_gate: Gate, specgate_config: ServingConfig, specgate_log_dir: Any,
+                     request: pytest.FixtureRequest) -> Callable[..., Measurement]:
+    """``measure(workload, point=None, config=None) -> Measurement``: warm-ups, N samples, adaptive.
+
+    Under ``-m quick`` every point uses the config's ``quick_samples``. Results are memoised per session, so
+    a derived check can ask for a point another test already measured.
+    """
+    quick = specgate_gate.quick
+
+    def measure(workload: str, point: int | None = None, config: str | None = None) -> Measurement:
+        with specgate_errors():
+            return specgate_gate.measure(config or specgate_config.name, workload, point, quick=quick,
+                                         log_dir=specgate_log_dir)
+
+    return measure
+
+
+@pytest.fixture
+def specgate_check(specgate_gate: Gate) -> Callable[..., list[BudgetResult]]:
+    """``check(measurement, budgets=None)``: judge the config's budgets for that point; a failure
+    fails the test with budget, median, interval, N and samples."""
+
+    def check(m: Measurement, budgets: list[Budget] | None = None) -> list[BudgetResult]:
+        return specgate_gate.check(m, budgets)
+
+    return check

@@ -1,0 +1,337 @@
+"""Checks that run before any model is loaded, so a wrong config fails in seconds, not minutes.
+
+Loading a 27B model takes a while and a bad flag only shows up at the end of it (exit code 1 and a
+usage dump). Preflight asks *this* binary what it accepts (its ``--help``), validates the flags and
+their enumerated values (``--spec-type mtp`` from an older build fails here, listing today's values),
+reads the GGUF header with the ``gguf`` package (architecture, size, MTP layers), and reports every
+problem as one paragraph that names the config, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from pytest_specgate.config import ServingConfig, expand, flag_values, group_args
+from pytest_specgate.errors import PreflightError, SpecgateError
+
+#: flags the plugin sets itself; a config must not (it would break port allocation or the model swap)
+RESERVED = {"-m", "--model", "--port", "--host", "-hf", "--hf-repo", "-mu", "--model-url", "--log-file",
+            "--log-disable", "--api-key", "--api-key-file"}
+_REMOVED_HINT = {
+    "--draft": "--spec-draft-n-max", "--draft-n": "--spec-draft-n-max", "--draft-max": "--spec-draft-n-max",
+    "--draft-min": "--spec-draft-n-min", "--draft-n-min": "--spec-draft-n-min", "--no-mmap": "--load-mode none",
+    "--mlock": "--load-mode mlock", "--mmap": "--load-mode mmap", "--direct-io": "--load-mode dio",
+}
+
+
+class ModelFacts(BaseModel):
+    """What the GGUF header says; also part of a config's fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    size_bytes: int
+    architecture: str
+    name: str = ""
+    file_type: int | None = None
+    context_length: int | None = None
+    block_count: int | None = None
+    nextn_predict_layers: int = 0
+    has_chat_template: bool = False
+
+
+class BinaryHelp(BaseModel):
+    """The flags and enumerated values one llama-server build accepts, read from its ``--help``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flags: set[str]
+    choices: dict[str, list[str]]
+
+
+# ------------------------------------------------------------------------------------------------
+# the binary
+
+
+def resolve_binary(cfg: ServingConfig) -> Path:
+    where = f"{cfg.source}: [configs.{cfg.name}] binary"
+    raw = cfg.binary
+    if raw.startswith("provisioned:"):
+        from pytest_specgate import provision
+
+        return provision.provisioned_path(raw.split(":", 1)[1], where=where)
+    value = expand(raw, where=where)
+    if os.sep not in value:
+        found = shutil.which(value)
+        if not found:
+            raise PreflightError(
+                f"{where} = {raw!r}: no executable named {value!r} on PATH. "
+                f"Fix: give the full path to your llama-server build, e.g. binary = \"/opt/llama.cpp/build/bin/llama-server\"."
+            )
+        return Path(found)
+    path = Path(value)
+    if not path.is_file():
+        raise PreflightError(
+            f"{where} = {raw!r}: {path} does not exist. Fix: build llama-server there, or point `binary` at your build "
+            f"(for the CPU demo binary run `specgate provision`)."
+        )
+    if not os.access(path, os.X_OK):
+        raise PreflightError(f"{where}: {path} is not executable. Fix: chmod +x {path}.")
+    return path
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+@functools.lru_cache(maxsize=16)
+def _help_text(key: str, path: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
+    try:
+        proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20, env=env,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise PreflightError(f"{path} --help could not run: {e}. Fix: check that the binary is a llama-server build for this machine.") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout)[-800:]
+        raise PreflightError(
+            f"{path} --help exited with code {proc.returncode}; the binary does not run here.\n{tail}\n"
+            f"Fix: rebuild it, or check its shared libraries with `ldd {path}`."
+        )
+    return proc.stdout + proc.stderr
+
+
+_FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+_WORDS = r"[a-z0-9_.+-]+"
+_HEAD_LIST = re.compile(rf"^{_WORDS}(?:,{_WORDS})+$")            # --spec-type none,draft-simple,...
+_BRACKETS = re.compile(rf"\[({_WORDS}(?:\|{_WORDS})+)\]")        # -fa [on|off|auto]
+_ALLOWED = re.compile(r"allowed values:\s*(.+)$")                  # -ctk ... allowed values: f32, f16, ...
+
+
+def parse_help(text: str) -> BinaryHelp:
+    """Read flags and enumerated values from llama-server's ``--help`` layout.
+
+    An option line starts in column 0 with its spellings (``-fa,   --flash-attn [on|off|auto]``),
+    the description starts in column 40 (or on the next line); continuation lines are indented. Choices appear as
+    a comma list after the flag (``--spec-type none,draft-simple,...``), as ``[a|b|c]``, or as an
+    ``allowed values: a, b`` line in the description.
+    """
+    flags: set[str] = set()
+    choices: dict[str, list[str]] = {}
+    current: list[str] = []
+
+    def add(values: list[str]) -> None:
+        for f in current:
+            known = choices.setdefault(f, [])
+            known += [v for v in values if v not in known]
+
+    for line in text.splitlines():
+        if line.startswith("-") and not line.startswith("---"):
+            # descriptions start in column 40; a longer spelling wraps its description to the next line
+            head = line[:40] if len(line) > 40 and line[39] == " " else line
+            head = head.strip()
+            current = _FLAG.findall(head)
+            flags.update(current)
+            rest = [t for t in re.split(r"[\s]+", head) if t and not _FLAG.fullmatch(t.rstrip(","))]
+            for tok in rest:
+                if _HEAD_LIST.match(tok):
+                    add(tok.split(","))
+                elif m := _BRACKETS.fullmatch(tok):
+                    add(m.group(1).split("|"))
+            body = line[len(head):]
+        elif line.startswith(" ") and current:
+            body = line
+        else:
+            current = []
+            continue
+        if m := _ALLOWED.search(body.strip()):
+            add([v.strip() for v in m.group(1).split(",") if v.strip()])
+    return BinaryHelp(flags=flags, choices=choices)
+
+
+def binary_help(path: Path) -> BinaryHelp:
+    return parse_help(_help_text(_file_key(path), str(path)))
+
+
+def check_args(cfg: ServingConfig, help_: BinaryHelp, binary: Path) -> list[str]:
+    """Every flag known to this binary, enumerated values valid; returns one problem per line."""
+    where = f"{cfg.source}: [configs.{cfg.name}] args"
+    problems = []
+    for flag, values in group_args(cfg.args):
+        if not flag.startswith("-"):
+            problems.append(f"{where}: {flag!r} is not a flag. Fix: args is a list like [\"-c\", \"4096\", \"-fa\", \"on\"].")
+            continue
+        if flag in RESERVED:
+            problems.append(f"{where}: {flag} is set by specgate itself. Fix: remove it from args "
+                            f"(use `model =` for the GGUF; the port is chosen per run).")
+            continue
+        if flag not in help_.flags:
+            hint = f" (it was removed; use {_REMOVED_HINT[flag]})" if flag in _REMOVED_HINT else ""
+            problems.append(f"{where}: {flag} is not accepted by {binary}{hint}. Fix: remove or rename it; "
+                            f"`{binary} --help` lists the flags this build knows.")
+            continue
+        allowed = help_.choices.get(flag)
+        if allowed and values:
+            for v in (x for val in values for x in (val.split(",") if flag == "--spec-type" else [val])):
+                if v not in allowed:
+                    problems.append(f"{where}: {flag} {v}: {v!r} is not a valid value for this binary. "
+                                    f"Valid values: {', '.join(allowed)}.")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------
+# the model
+
+
+def resolve_model(cfg: ServingConfig) -> Path:
+    where = f"{cfg.source}: [configs.{cfg.name}] model"
+    raw = cfg.model
+    if raw.startswith("provisioned:"):
+        from pytest_specgate import provision
+
+        return provision.provisioned_path(raw.split(":", 1)[1], where=where)
+    path = Path(expand(raw, where=where))
+    if not path.is_file():
+        var = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)
+        how = (f"set {var.group(1)}=/path/to/model.gguf" if var else f"edit `model` in [configs.{cfg.name}]")
+        raise PreflightError(f"{where}: model file {path} does not exist. Fix: {how}.")
+    return path
+
+
+def _field(reader: Any, key: str) -> Any:
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    return f.contents()
+
+
+@functools.lru_cache(maxsize=32)
+def _model_facts(key: str, path: str) -> ModelFacts:
+    from gguf import GGUFReader
+
+    p = Path(path)
+    with p.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise PreflightError(f"{p} is not a GGUF file (no GGUF magic). Fix: point `model` at a .gguf file.")
+    try:
+        reader = GGUFReader(p, "r")
+    except Exception as e:  # gguf raises plain ValueError/struct errors on damaged files
+        raise PreflightError(f"{p}: the GGUF header cannot be read ({e}). Fix: re-download or re-assemble the file.") from None
+    arch = str(_field(reader, "general.architecture") or "")
+    return ModelFacts(
+        path=str(p), size_bytes=p.stat().st_size, architecture=arch,
+        name=str(_field(reader, "general.name") or ""),
+        file_type=_field(reader, "general.file_type"),
+        context_length=_field(reader, f"{arch}.context_length"),
+        block_count=_field(reader, f"{arch}.block_count"),
+        nextn_predict_layers=int(_field(reader, f"{arch}.nextn_predict_layers") or 0),
+        has_chat_template=_field(reader, "tokenizer.chat_template") is not None,
+    )
+
+
+def model_facts(path: Path) -> ModelFacts:
+    return _model_facts(_file_key(path), str(path))
+
+
+def check_model(cfg: ServingConfig, facts: ModelFacts) -> list[str]:
+    spec_types = {t for v in flag_values(cfg.args, "--spec-type") for t in v.split(",")}
+    has_draft = any(f in cfg.args for f in ("-md", "--model-draft", "--spec-draft-model"))
+    if "draft-mtp" in spec_types and facts.nextn_predict_layers <= 0 and not has_draft:
+        return [
+            f"{cfg.source}: [configs.{cfg.name}] uses --spec-type draft-mtp, but {facts.path} has no MTP layers "
+            f"({facts.architecture}.nextn_predict_layers is {facts.nextn_predict_layers}); llama-server would exit with "
+            f"'failed to create MTP context'. Fix: use the MTP variant of the GGUF (e.g. *-mtp.gguf) or pass an MTP head with -md."
+        ]
+    return []
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+class Resolved(BaseModel):
+    """A config after preflight: real paths and facts, ready to start."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    config: ServingConfig
+    binary: Path
+    binary_sha256: str
+    model: Path
+    model_facts: ModelFacts
+    args: list[str]
+    chat_template_file: Path | None = None
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(key: str, path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return _sha256(_file_key(path), str(path))
+
+
+def template_path(cfg: ServingConfig) -> Path | None:
+    if not cfg.chat_template_file:
+        return None
+    raw = cfg.chat_template_file
+    if raw.startswith("builtin:"):
+        return Path(__file__).parent / "data" / raw.split(":", 1)[1]
+    path = Path(expand(raw, where=f"{cfg.source}: [configs.{cfg.name}] chat_template_file"))
+    if not path.is_absolute():
+        path = Path(cfg.source).parent / path
+    if not path.is_file():
+        raise PreflightError(f"{cfg.source}: [configs.{cfg.name}] chat_template_file: {path} does not exist. Fix: correct the path.")
+    return path
+
+
+def resolve_arg(cfg: ServingConfig, arg: str) -> str:
+    """Args may use ${VAR} and ``provisioned:NAME`` (e.g. a draft model made by `specgate provision`)."""
+    where = f"{cfg.source}: [configs.{cfg.name}] args"
+    if arg.startswith("provisioned:"):
+        from pytest_specgate import provision
+
+        return str(provision.provisioned_path(arg.split(":", 1)[1], where=where))
+    return expand(arg, where=where) if "${" in arg else arg
+
+
+def run(cfg: ServingConfig) -> Resolved:
+    """All checks for one config; raises one PreflightError listing every problem found.
+
+    Binary and model problems are collected together, so an operator setting up a new machine
+    learns about both missing paths from one run.
+    """
+    problems: list[str] = []
+    binary = model = None
+    try:
+        binary = resolve_binary(cfg)
+        problems += check_args(cfg, binary_help(binary), binary)
+    except SpecgateError as e:
+        problems.append(str(e))
+    try:
+        model = resolve_model(cfg)
+        facts = model_facts(model)
+        problems += check_model(cfg, facts)
+        args = [resolve_arg(cfg, a) for a in cfg.args]
+        tpl = template_path(cfg)
+    except SpecgateError as e:
+        problems.append(str(e))
+    if problems or binary is None or model is None:
+        raise PreflightError("\n".join(problems))
+    args += ["--chat-template-file", str(tpl)] if tpl else []
+    return Resolved(config=cfg, binary=binary, binary_sha256=sha256_file(binary), model=model, model_facts=facts,
+                    args=args, chat_template_file=tpl)

@@ -1,0 +1,109 @@
+"""One request's worth of evidence: client clocks plus the server's own ``timings``.
+
+Both clocks are kept because they answer different questions: the server's ``timings`` say what
+the model did (prefill, decode), the client's clocks say what a user waited for (TTFT, wall).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Timings(BaseModel):
+    """The server's ``timings`` object (see llama-server-api.md §2). Missing speculative fields are 0."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    cache_n: int = 0
+    prompt_n: int = 0
+    prompt_ms: float = 0.0
+    prompt_per_second: float = 0.0
+    predicted_n: int = 0
+    predicted_ms: float = 0.0
+    predicted_per_second: float = 0.0
+    draft_n: int = 0
+    draft_n_accepted: int = 0
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    index: int = 0
+    id: str = ""
+    type: str = "function"
+    name: str = ""
+    arguments: str = ""
+
+
+class Sample(BaseModel):
+    """A single measured request. Times are milliseconds; ``t_*`` are offsets from the send."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: str
+    point: int | None = None
+    nonce: str = ""
+    requested_tokens: int | None = None
+    exact: bool = True
+    stream: bool = True
+    wall_ms: float
+    ttft_ms: float | None = None
+    last_token_ms: float | None = None
+    n_events: int = 0
+    timings: Timings = Field(default_factory=Timings)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    content: str = ""
+    reasoning_content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    raw_message: dict[str, Any] | None = None
+
+    # ---- derived metrics: one place, so reports and budgets agree on definitions ----
+
+    @property
+    def decode_tps(self) -> float:
+        return self.timings.predicted_per_second
+
+    @property
+    def client_decode_tps(self) -> float | None:
+        """Decode rate seen by the client: (predicted_n - 1) tokens over first-to-last event time.
+
+        Same n-1 convention as the server (the first token belongs to prefill), so the two agree
+        when the harness adds no latency of its own.
+        """
+        if self.ttft_ms is None or self.last_token_ms is None:
+            return None
+        span = self.last_token_ms - self.ttft_ms
+        n = self.timings.predicted_n - 1
+        return 1000.0 * n / span if span > 0 and n > 0 else None
+
+    @property
+    def prefill_ms(self) -> float:
+        return self.timings.prompt_ms
+
+    @property
+    def prompt_tps(self) -> float:
+        return self.timings.prompt_per_second
+
+    @property
+    def cache_reuse(self) -> float:
+        total = self.timings.cache_n + self.timings.prompt_n
+        return self.timings.cache_n / total if total else 0.0
+
+    @property
+    def acceptance(self) -> float | None:
+        t = self.timings
+        return t.draft_n_accepted / t.draft_n if t.draft_n else None
+
+    @property
+    def reasoning_share(self) -> float:
+        total = len(self.reasoning_content) + len(self.content)
+        return len(self.reasoning_content) / total if total else 0.0
+
+    def metric(self, name: str) -> float | None:
+        """A metric by its budget name, or None when this sample cannot say (e.g. no drafts)."""
+        value = getattr(self, name, None)
+        return None if value is None else float(value)

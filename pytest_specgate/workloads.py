@@ -1,0 +1,132 @@
+"""The field report's workloads, as request bodies.
+
+Names match the report (latency, tool-call, chat-short, code-long, long-context, and the
+output-length sweep) so figures can be read side by side. Every measured request is temperature 0
+with a fixed seed; each carries a nonce at the very start of the prompt so that prompt-cache replay
+cannot inflate a sample (only the cache-reuse checks leave the nonce fixed on purpose).
+Decode measurements force an exact length with ``ignore_eos`` + ``n_predict`` (§9 of the API notes).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pytest_specgate.client import Client
+
+SYSTEM = "You are a concise, careful assistant for a software team."
+
+GET_WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {"type": "string", "description": "City name, e.g. Paris"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["location"],
+        },
+    },
+}
+
+#: workload -> (user prompt, natural output cap). Exact-length requests override the cap.
+PROMPTS: dict[str, tuple[str, int]] = {
+    "latency": ("What is 2 + 2? Answer with a single digit.", 8),
+    "tool-call": ("What is the weather like in Paris right now?", 128),
+    "chat-short": ("Explain the TCP three-way handshake to a new engineer.", 400),
+    "code-long": (
+        "Write a Python class implementing a doubly linked list with append, prepend, insert_after, "
+        "remove, find, __len__, __iter__ and __repr__, with docstrings and type hints.",
+        800,
+    ),
+}
+
+#: filler for the long-context workload: agent-shaped history, repeated until the target size
+_HISTORY = [
+    ("user", "The deploy of service {i} failed with exit code 137 on node-{i}. What should I check first?"),
+    ("assistant", "Exit code 137 means the process was killed, usually by the OOM killer. Check `dmesg` on "
+                  "node-{i} for oom-kill lines, compare the container memory limit with its peak RSS, and look "
+                  "for a recent change in batch size or cache settings for service {i}."),
+    ("user", "dmesg shows oom-kill for service {i}; the limit is {m} MiB. Peak RSS was close to that."),
+    ("assistant", "Then raise the limit for service {i} above the observed peak with 20% headroom, or cap the "
+                  "cache it grows. Roll it out to one node first and watch the RSS graph for an hour."),
+]
+
+
+def nonce() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def base_body(seed: int) -> dict[str, Any]:
+    return {"temperature": 0.0, "top_k": 1, "seed": seed, "cache_prompt": True}
+
+
+def messages(workload: str, tag: str | None) -> list[dict[str, Any]]:
+    """System + user for a named workload; ``tag`` (a nonce) goes first so no prefix is shared."""
+    system = SYSTEM if tag is None else f"[run {tag}] {SYSTEM}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": PROMPTS[workload][0]}]
+
+
+def body(workload: str, *, seed: int, tag: str | None, exact_tokens: int | None = None) -> dict[str, Any]:
+    """A chat body for ``workload``. With ``exact_tokens`` the output length is forced."""
+    b = base_body(seed)
+    b["messages"] = messages("code-long" if workload == "sweep" else workload, tag)
+    if workload == "tool-call":
+        b["tools"] = [GET_WEATHER]
+        b["tool_choice"] = "required"
+        b["chat_template_kwargs"] = {"enable_thinking": False}
+    if exact_tokens is not None:
+        b["n_predict"] = exact_tokens
+        b["ignore_eos"] = True
+    else:
+        b["n_predict"] = PROMPTS["code-long" if workload == "sweep" else workload][1]
+    return b
+
+
+def long_context_messages(n_turns: int, tag: str | None) -> list[dict[str, Any]]:
+    system = SYSTEM if tag is None else f"[run {tag}] {SYSTEM}"
+    msgs: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    for i in range(n_turns):
+        role, text = _HISTORY[i % len(_HISTORY)]
+        msgs.append({"role": role, "content": text.format(i=i // len(_HISTORY), m=512 + 64 * (i // len(_HISTORY)))})
+    if msgs[-1]["role"] == "user":
+        msgs.append({"role": "assistant", "content": "Understood."})
+    msgs.append({"role": "user", "content": "Summarise the incidents above in three bullet points."})
+    return msgs
+
+
+def long_context_body(n_turns: int, *, seed: int, tag: str | None, output_tokens: int, tools: bool = True) -> dict[str, Any]:
+    b = base_body(seed)
+    b["messages"] = long_context_messages(n_turns, tag)
+    if tools:
+        b["tools"] = [GET_WEATHER]
+    b["n_predict"] = output_tokens
+    b["ignore_eos"] = True
+    return b
+
+
+def long_context_turns(client: Client, target_tokens: int, *, seed: int, output_tokens: int) -> int:
+    """How many history turns make the prompt reach ``target_tokens`` by the server's own tokenizer.
+
+    Counted with ``/v1/chat/completions/input_tokens`` (the exact templated prompt), so "43K context"
+    means what the model actually prefills, not a characters-per-token guess. The nonce added later
+    changes the size by a few tokens only.
+    """
+    def size(n: int) -> int:
+        return client.count_chat_tokens(long_context_body(n, seed=seed, tag=nonce(), output_tokens=output_tokens))
+
+    lo, hi = 0, 4
+    while size(hi) < target_tokens:
+        lo, hi = hi, hi * 2
+        if hi > 1_000_000:
+            raise ValueError(f"cannot reach {target_tokens} prompt tokens")
+    while hi - lo > 1:  # largest n whose prompt stays <= target
+        mid = (lo + hi) // 2
+        if size(mid) <= target_tokens:
+            lo = mid
+        else:
+            hi = mid
+    return lo
