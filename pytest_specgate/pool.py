@@ -29,6 +29,8 @@ class Running:
 
     def __init__(self, server: LlamaServer, client: Client, memory: MemoryProbe) -> None:
         self.server, self.client, self.memory = server, client, memory
+        #: the server's /props (build_info, model_path, chat_template_caps, ...), read once after start
+        self.props: dict[str, object] = {}
 
     def close(self) -> None:
         self.memory.stop()
@@ -49,6 +51,7 @@ class ServerPool:
         self.loads: dict[str, int] = {}
         self.load_seconds: dict[str, list[float]] = {}
         self.memory: dict[str, dict[str, float]] = {}
+        self.props: dict[str, dict[str, object]] = {}
         self._installed = False
 
     def get(self, name: str) -> Running:
@@ -69,6 +72,8 @@ class ServerPool:
         memory.mark_idle()
         memory.start()
         running = Running(server, Client(server.url, timeout=self.request_timeout), memory)
+        running.props = running.client.props()
+        self.props[name] = running.props
         self.current = (name, running)
         self.loads[name] = self.loads.get(name, 0) + 1
         self.load_seconds.setdefault(name, []).append(server.load_seconds)
