@@ -49,7 +49,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Preflight once, before any model loads, if a collected test will need a server."""
-    if not any(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
+    if config.option.collectonly or not any(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
         return
     try:
         config.stash[gate_key].preflight_selected()
@@ -59,7 +59,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     gate = config.stash[gate_key]
-    if gate.measurements or gate.results:
+    if gate.pool is not None or gate.measurements or gate.results:
         report.terminal(gate, terminalreporter)
 
 

@@ -56,6 +56,8 @@ class BinaryHelp(BaseModel):
 
     flags: set[str]
     choices: dict[str, list[str]]
+    #: flags the binary still parses only to reject ("the argument has been removed. use ...")
+    removed: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -128,6 +130,7 @@ def parse_help(text: str) -> BinaryHelp:
     """
     flags: set[str] = set()
     choices: dict[str, list[str]] = {}
+    descriptions: dict[tuple[str, ...], str] = {}
     current: list[str] = []
 
     def add(values: list[str]) -> None:
@@ -156,7 +159,14 @@ def parse_help(text: str) -> BinaryHelp:
             continue
         if m := _ALLOWED.search(body.strip()):
             add([v.strip() for v in m.group(1).split(",") if v.strip()])
-    return BinaryHelp(flags=flags, choices=choices)
+        key = tuple(current)
+        descriptions[key] = f"{descriptions.get(key, '')} {body.strip()}".strip()
+    removed = {}
+    for spellings, text in descriptions.items():
+        if "has been removed" in text:
+            hint = re.sub(r"\s*\(env: [^)]*\)", "", text.split("has been removed", 1)[1]).strip(" .")
+            removed.update({f: hint for f in spellings})
+    return BinaryHelp(flags=flags, choices=choices, removed=removed)
 
 
 def binary_help(path: Path) -> BinaryHelp:
@@ -174,6 +184,10 @@ def check_args(cfg: ServingConfig, help_: BinaryHelp, binary: Path) -> list[str]
         if flag in RESERVED:
             problems.append(f"{where}: {flag} is set by specgate itself. Fix: remove it from args "
                             f"(use `model =` for the GGUF; the port is chosen per run).")
+            continue
+        if flag in help_.removed:
+            problems.append(f"{where}: {flag} was removed from this binary: {help_.removed[flag]}. "
+                            f"Fix: replace it with the new flag.")
             continue
         if flag not in help_.flags:
             hint = f" (it was removed; use {_REMOVED_HINT[flag]})" if flag in _REMOVED_HINT else ""

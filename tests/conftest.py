@@ -1,0 +1,70 @@
+"""Shared fixtures for the plugin's tests: real binaries and real (small) models, never mocks.
+
+The llama-server build and the models come from `specgate provision` (cached under
+~/.cache/pytest-specgate); `make test` runs it first, and these fixtures reuse its results.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_specgate import provision
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def server_bin() -> Path:
+    return provision.llama_server()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf() -> Path:
+    return provision.synthetic_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def demo_gguf() -> Path:
+    return provision.demo_model()
+
+
+def toml_config(name: str, binary: Path | str, model: Path | str, args: list[str], extra: str = "") -> str:
+    """One [configs.NAME] table with fast defaults for tests (tiny sweeps, few samples)."""
+    arg_list = ", ".join(f'"{a}"' for a in args)
+    return textwrap.dedent(f"""
+        [configs.{name}]
+        binary = "{binary}"
+        model = "{model}"
+        args = [{arg_list}]
+        startup_timeout = 60
+        workloads = {{ sweep = [16, 32], fixed_output = 16, long_context_tokens = 256, long_context_output = 8, samples = 3, warmup = 1, max_samples = 4, quick_samples = 2, request_timeout = 60 }}
+        """) + textwrap.dedent(extra)
+
+
+def servers_with(marker: str) -> list[psutil.Process]:
+    """llama-server processes whose argv contains ``marker`` (a unique alias per test)."""
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+        except psutil.Error:
+            continue
+        if cmd and "llama-server" in os.path.basename(cmd[0]) and marker in cmd:
+            found.append(p)
+    return found
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
