@@ -324,6 +324,10 @@ def load(path: Path) -> SpecgateFile:
                 f"Fix: one of {sorted(configs)}."
             )
     default = data.get("default", "demo" if "demo" in configs else next(iter(configs)))
+    if default not in configs:
+        raise SpecgateConfigError(
+            f"{path}: key '{prefix}default' names {default!r}, which is not defined. Fix: one of {sorted(configs)}."
+        )
     return SpecgateFile(default=default, configs=configs, thresholds=thresholds, path=str(path))
 
 
