@@ -117,6 +117,7 @@ _FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 _WORDS = r"[a-z0-9_.+-]+"
 _HEAD_LIST = re.compile(rf"^{_WORDS}(?:,{_WORDS})+$")            # --spec-type none,draft-simple,...
 _BRACKETS = re.compile(rf"\[({_WORDS}(?:\|{_WORDS})+)\]")        # -fa [on|off|auto]
+_BRACES = re.compile(rf"\{{({_WORDS}(?:,{_WORDS})+)\}}")           # --spec-draft-sampling {greedy,probabilistic}
 _ALLOWED = re.compile(r"allowed values:\s*(.+)$")                  # -ctk ... allowed values: f32, f16, ...
 
 
@@ -151,6 +152,8 @@ def parse_help(text: str) -> BinaryHelp:
                     add(tok.split(","))
                 elif m := _BRACKETS.fullmatch(tok):
                     add(m.group(1).split("|"))
+                elif m := _BRACES.fullmatch(tok):
+                    add(m.group(1).split(","))
             body = line[len(head):]
         elif line.startswith(" ") and current:
             body = line

@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 
 import httpx
+import psutil
 
 from pytest_specgate.errors import ServerError
 
@@ -87,6 +88,7 @@ class LlamaServer:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.load_seconds = 0.0
+        self._log_offset = 0
 
     @property
     def argv(self) -> list[str]:
@@ -156,13 +158,35 @@ class LlamaServer:
                 if self.proc is None or self.proc.poll() is not None:
                     raise self._failure("exited before it became ready")
                 try:
-                    if http.get(f"{self.url}/health").status_code == 200:
+                    if http.get(f"{self.url}/health").status_code == 200 and self._owns_port():
                         return
                 except httpx.HTTPError:
                     pass  # not bound yet, or loading
                 if time.monotonic() > deadline:
                     raise self._failure(f"was not ready after {self.startup_timeout:g} s")
                 time.sleep(0.05)
+
+    def new_log_text(self) -> str:
+        """Log text written since the previous call (per-request lines such as draft acceptance)."""
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(self._log_offset)
+                data = f.read()
+        except OSError:
+            return ""
+        self._log_offset += len(data)
+        return data.decode("utf-8", "replace")
+
+    def _owns_port(self) -> bool:
+        """True when our process listens on the port: a 200 from a server that won the port race
+        (another run's llama-server) must not count as ours being ready."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            conns = psutil.Process(self.proc.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return True  # cannot tell (e.g. restricted /proc); fall back to trusting /health
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port for c in conns)
 
     def check_alive(self) -> None:
         """Raise with the log tail if the process died (e.g. crashed mid-request)."""

@@ -77,6 +77,8 @@ def body(workload: str, *, seed: int, tag: str | None, exact_tokens: int | None 
     if workload == "tool-call":
         b["tools"] = [GET_WEATHER]
         b["tool_choice"] = "required"
+        # one call: the parser's grammar otherwise allows repeated <tool_call> blocks until the limit
+        b["parallel_tool_calls"] = False
         b["chat_template_kwargs"] = {"enable_thinking": False}
     if exact_tokens is not None:
         b["n_predict"] = exact_tokens
