@@ -36,6 +36,9 @@ MetricName = Literal[
     "wall_speedup",
     "decode_collapse",
     "crossover_tokens",
+    "exact_match",
+    "drift_chars",
+    "first_divergence",
     "vram_peak_mib",
     "vram_idle_mib",
     "rss_peak_mib",
@@ -100,6 +103,9 @@ class Workloads(_Strict):
     quick_samples: int = 3
     quick_sweep: list[int] | None = None
     confidence: float = 0.95
+    ab_rounds: int = 2
+    probe_prompts: int = 3
+    probe_max_tokens: int = 0
     seed: int = 42
     request_timeout: float = 600.0
 

@@ -84,14 +84,25 @@ def specgate_measure(specgate_gate: Gate, specgate_config: ServingConfig, specga
     Under ``-m quick`` every point uses the config's ``quick_samples``. Results are memoised per session, so
     a derived check can ask for a point another test already measured.
     """
-    quick = specgate_gate.quick
 
     def measure(workload: str, point: int | None = None, config: str | None = None) -> Measurement:
         with specgate_errors():
-            return specgate_gate.measure(config or specgate_config.name, workload, point, quick=quick,
-                                         log_dir=specgate_log_dir)
+            return specgate_gate.measure(config or specgate_config.name, workload, point, log_dir=specgate_log_dir)
 
     return measure
+
+
+@pytest.fixture
+def specgate_measure_pair(specgate_gate: Gate, specgate_config: ServingConfig, specgate_reference: ServingConfig,
+                          specgate_log_dir: Any) -> Callable[..., tuple[Measurement, Measurement]]:
+    """``measure_pair(workload, point=None) -> (config, reference)``: A/B blocks alternated in one run."""
+
+    def measure_pair(workload: str, point: int | None = None) -> tuple[Measurement, Measurement]:
+        with specgate_errors():
+            return specgate_gate.measure_pair(specgate_config.name, specgate_reference.name, workload, point,
+                                              log_dir=specgate_log_dir)
+
+    return measure_pair
 
 
 @pytest.fixture

@@ -37,15 +37,22 @@ METRICS: dict[str, tuple[str, bool]] = {
     "wall_speedup": ("x", True),
     "decode_collapse": ("x", True),
     "crossover_tokens": ("tok", False),
+    "exact_match": ("", True),
+    "drift_chars": ("chars", False),
+    "first_divergence": ("chars", True),
     "vram_peak_mib": ("MiB", False),
     "vram_idle_mib": ("MiB", False),
     "rss_peak_mib": ("MiB", False),
 }
 
+#: metrics that only exist on one measurement variant (A/B pairs, the lossless probe)
+VARIANT_OF_METRIC = {"speedup": "ab", "wall_speedup": "ab", "exact_match": "lossless", "drift_chars": "lossless",
+                     "first_divergence": "lossless"}
+
 #: the per-sample metrics summarised for every measured point
 SAMPLE_METRICS = (
     "decode_tps", "client_decode_tps", "ttft_ms", "prefill_ms", "prompt_tps",
-    "wall_ms", "reasoning_share", "cache_reuse", "acceptance",
+    "wall_ms", "reasoning_share", "cache_reuse", "acceptance", "mean_accepted_run",
 )
 
 
@@ -159,8 +166,12 @@ class Measurement(BaseModel):
     config: str
     workload: str
     point: int | None = None
+    #: "" for a point's own samples, "ab" for samples taken in A/B alternation with the reference
+    variant: str = ""
     samples: list[Sample] = Field(default_factory=list)
     warmups: int = 0
+    #: the discarded warm-up requests, kept so harness overhead can be accounted for
+    warmup_samples: list[Sample] = Field(default_factory=list)
     extra: dict[str, list[float]] = Field(default_factory=dict)
     confidence: float = 0.95
 

@@ -13,6 +13,7 @@ from pytest_specgate.fixtures import (  # noqa: F401  (registered as plugin fixt
     specgate_gate,
     specgate_log_dir,
     specgate_measure,
+    specgate_measure_pair,
     specgate_memory,
     specgate_reference,
     specgate_server,
@@ -21,7 +22,7 @@ from pytest_specgate.gate import Gate, Options
 from pytest_specgate.state import gate_key
 
 #: fixtures whose use means "this run needs a llama-server": preflight runs before the first test
-SERVER_FIXTURES = {"specgate_server", "specgate_client", "specgate_measure", "specgate_memory"}
+SERVER_FIXTURES = {"specgate_server", "specgate_client", "specgate_measure", "specgate_measure_pair", "specgate_memory"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -60,6 +60,8 @@ class Sample(BaseModel):
     reasoning_content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     raw_message: dict[str, Any] | None = None
+    #: 1 + accepted drafts per verification step, from the server log (no API field carries it)
+    mean_accepted_run: float | None = None
 
     # ---- derived metrics: one place, so reports and budgets agree on definitions ----
 
