@@ -207,5 +207,26 @@ def paired_ratios(num: list[float], den: list[float]) -> list[float]:
     return [a / b for a, b in zip(num, den) if a and b]
 
 
+def crossover_point(config: str, ref: str, t_c: float, d_c: float, t_r: float, d_r: float) -> tuple[float | None, str]:
+    """Where wall(N) = TTFT + N / decode of the two configs cross, and which side wins where.
+
+    Two lines cross at most once: N* = (TTFT_c - TTFT_r) / (1/d_r - 1/d_c). Which side of N* the config
+    wins depends on the signs: a faster decoder with a prefill tax wins above N* (the field report's MTP,
+    ~900 tokens); a slower decoder with faster prefill wins only below N*.
+    """
+    tax, gain = t_c - t_r, 1 / d_r - 1 / d_c  # extra seconds before the first token; seconds saved per token
+    if gain > 0 and tax > 0:
+        n = tax / gain
+        return n, f"{config} is faster above ~{n:.0f} output tokens, {ref} below"
+    if gain < 0 and tax < 0:
+        n = tax / gain
+        return n, f"{config} is faster below ~{n:.0f} output tokens, {ref} above"
+    if gain == 0 and tax == 0:
+        return None, f"{config} and {ref} take the same wall clock"
+    if gain >= 0 and tax <= 0:
+        return None, f"{config} is faster at every output length"
+    return None, f"{config} is never faster than {ref} (no faster prefill, no faster decode)"
+
+
 def decisive(results: list[BudgetResult]) -> bool:
     return all(r.verdict is not Verdict.INCONCLUSIVE for r in results)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_specgate import options, report
@@ -66,12 +68,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     gate = session.config.stash[gate_key]
-    gate.shutdown()
-    if gate.measurements or gate.results:
+    gate.shutdown()  # first: the pool's memory figures are read when it stops
+    if not (gate.measurements or gate.results):
+        return
+    from pytest_specgate import results
+
+    if hasattr(session.config, "workerinput"):  # xdist worker: the controller stores the run
+        session.config.workeroutput["specgate"] = results.worker_payload(gate)
+        return
+    if results.finish(gate, session.config):  # baseline FAIL or unreadable results file: fail the run
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist controller: fold a finished worker's measurements into this process's Gate."""
+    payload = getattr(node, "workeroutput", {}).get("specgate")
+    if payload:
         from pytest_specgate import results
 
-        if results.finish(gate, session.config):  # a baseline regression: fail the run, never raise here
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        results.merge_worker(node.config.stash[gate_key], node.config, payload)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pytest_specgate.config import ServingConfig, expand, flag_values, group_args
 from pytest_specgate.errors import PreflightError, SpecgateError
+from pytest_specgate.gguf_header import NotGGUF, read_header
 
 #: flags the plugin sets itself; a config must not (it would break port allocation or the model swap)
 RESERVED = {"-m", "--model", "--port", "--host", "-hf", "--hf-repo", "-mu", "--model-url", "--log-file",
@@ -225,34 +226,23 @@ def resolve_model(cfg: ServingConfig) -> Path:
     return path
 
 
-def _field(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    if f is None:
-        return None
-    return f.contents()
-
-
 @functools.lru_cache(maxsize=32)
 def _model_facts(key: str, path: str) -> ModelFacts:
-    from gguf import GGUFReader
-
     p = Path(path)
-    with p.open("rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise PreflightError(f"{p} is not a GGUF file (no GGUF magic). Fix: point `model` at a .gguf file.")
     try:
-        reader = GGUFReader(p, "r")
-    except Exception as e:  # gguf raises plain ValueError/struct errors on damaged files
-        raise PreflightError(f"{p}: the GGUF header cannot be read ({e}). Fix: re-download or re-assemble the file.") from None
-    arch = str(_field(reader, "general.architecture") or "")
+        header = read_header(p)
+    except NotGGUF as e:
+        raise PreflightError(f"{p} is not a readable GGUF file ({e}). Fix: point `model` at a .gguf file, "
+                             f"or re-download / re-assemble it.") from None
+    arch = str(header.get("general.architecture") or "")
     return ModelFacts(
         path=str(p), size_bytes=p.stat().st_size, architecture=arch,
-        name=str(_field(reader, "general.name") or ""),
-        file_type=_field(reader, "general.file_type"),
-        context_length=_field(reader, f"{arch}.context_length"),
-        block_count=_field(reader, f"{arch}.block_count"),
-        nextn_predict_layers=int(_field(reader, f"{arch}.nextn_predict_layers") or 0),
-        has_chat_template=_field(reader, "tokenizer.chat_template") is not None,
+        name=str(header.get("general.name") or ""),
+        file_type=header.get("general.file_type"),
+        context_length=header.get(f"{arch}.context_length"),
+        block_count=header.get(f"{arch}.block_count"),
+        nextn_predict_layers=int(header.get(f"{arch}.nextn_predict_layers") or 0),
+        has_chat_template="tokenizer.chat_template" in header,
     )
 
 

@@ -75,6 +75,10 @@ def body(workload: str, *, seed: int, tag: str | None, exact_tokens: int | None 
     b = base_body(seed)
     b["messages"] = messages("code-long" if workload == "sweep" else workload, tag)
     if workload == "tool-call":
+        # user turn only, nonce at the end: the tools block is the system prompt, and the small demo
+        # model stops calling tools when a system message or a prefix tag is added (measured)
+        user = PROMPTS["tool-call"][0] + ("" if tag is None else f" (request {tag})")
+        b["messages"] = [{"role": "user", "content": user}]
         b["tools"] = [GET_WEATHER]
         b["tool_choice"] = "required"
         # one call: the parser's grammar otherwise allows repeated <tool_call> blocks until the limit

@@ -8,7 +8,7 @@ config's `reference` in the same run, on the same points, as paired sample ratio
 import pytest
 
 from pytest_specgate.config import Budget
-from pytest_specgate.measure import paired_ratios
+from pytest_specgate.measure import crossover_point, paired_ratios
 
 
 def test_speculation_is_active(specgate_measure, specgate_check, specgate_config):
@@ -41,23 +41,21 @@ def test_speedup_over_reference(specgate_measure_pair, specgate_check, specgate_
 
 
 def test_wall_clock_crossover(specgate_measure, specgate_check, specgate_config, specgate_reference, specgate_gate):
-    """Output length above which this config beats its reference on wall clock.
+    """Output length where this config and its reference take the same wall clock.
 
     From measured prefill (long-context TTFT) and decode at the longest output, as in the report:
-    11.5 s / (1/29 - 1/46) tok/s = ~902 tokens. Reported as 0 when the config wins at any length and
-    as "never" (a very large number) when it never catches up.
+    11.5 s / (1/29 - 1/46) tok/s = ~902 tokens, MTP faster above it. Recorded as 0 when the config is
+    faster at every length and 1e9 when it never is; the sentence says which side wins.
     """
     point = max(specgate_config.workloads.sweep)
-    ttft = {}
-    dec = {}
-    for name in (specgate_reference.name, specgate_config.name):
-        ttft[name] = specgate_measure("long-context", config=name).stats("ttft_ms").median / 1000
-        dec[name] = specgate_measure("sweep", point, config=name).stats("decode_tps").median
-    prefill_tax = ttft[specgate_config.name] - ttft[specgate_reference.name]
-    per_token_gain = 1 / dec[specgate_reference.name] - 1 / dec[specgate_config.name]
-    if per_token_gain <= 0:
-        crossover = 0.0 if prefill_tax < 0 else 1e9
-    else:
-        crossover = max(0.0, prefill_tax / per_token_gain)
+    figures = {}
+    for name in (specgate_config.name, specgate_reference.name):
+        ttft = specgate_measure("long-context", config=name).stats("ttft_ms").median / 1000
+        figures[name] = (ttft, specgate_measure("sweep", point, config=name).stats("decode_tps").median)
+    (t_c, d_c), (t_r, d_r) = figures[specgate_config.name], figures[specgate_reference.name]
+    crossover, verdict = crossover_point(specgate_config.name, specgate_reference.name, t_c, d_c, t_r, d_r)
+    if crossover is None:
+        crossover = 0.0 if "every output length" in verdict else 1e9
+    print(f"crossover: {verdict} (TTFT {t_c:.2f} s vs {t_r:.2f} s, decode {d_c:.1f} vs {d_r:.1f} tok/s)")
     m = specgate_gate.derive(specgate_config.name, "sweep", None, "crossover_tokens", [crossover])
     specgate_check(m, [b for b in specgate_config.budgets_for("sweep", None) if b.metric == "crossover_tokens"])

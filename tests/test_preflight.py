@@ -231,15 +231,33 @@ def test_model_facts_reads_the_header(tmp_path):
 def test_model_facts_not_gguf(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"\x00" * 64)
-    with pytest.raises(PreflightError, match="not a GGUF file"):
+    with pytest.raises(PreflightError, match=r"is not a readable GGUF file \(no GGUF magic\)"):
         model_facts(path)
 
 
 def test_model_facts_damaged_gguf(tmp_path):
     path = tmp_path / "cut.gguf"
     path.write_bytes(write_gguf(tmp_path / "whole.gguf", nextn=1).read_bytes()[:40])
-    with pytest.raises(PreflightError, match="GGUF header cannot be read"):
+    with pytest.raises(PreflightError, match=r"not a readable GGUF file \(the header ends early"):
         model_facts(path)
+
+
+@pytest.mark.parametrize("which", ["written-here", "synthetic-with-vocab-arrays"])
+def test_header_reader_agrees_with_gguf_reader(tmp_path, which, request):
+    """The fast header walk returns what gguf.GGUFReader returns for every scalar key, and skips
+    string/float/int arrays (the tokenizer's) correctly."""
+    from gguf import GGUFReader
+
+    from pytest_specgate.gguf_header import read_header
+
+    path = write_gguf(tmp_path / "m.gguf", nextn=2) if which == "written-here" else request.getfixturevalue("tiny_gguf")
+    fast = read_header(path)
+    reader = GGUFReader(path, "r")
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        value = field.contents()
+        assert fast[key] == (None if isinstance(value, list) else value), key
 
 
 def test_resolve_binary_missing_path():

@@ -1,0 +1,126 @@
+"""Benchmark of the gate itself on the CPU demo config: is the harness honest and cheap?
+
+Prints one table; the README quotes it. Run: `.venv/bin/python bench/gate_bench.py` (after
+`make setup`; takes ~3 minutes on 2 cores; run it on an otherwise idle machine).
+
+(a) client-side vs server-side decode tok/s   target: within 2%
+(b) client TTFT minus server prompt_ms        target: <= 10 ms median (the harness's own latency)
+(c) harness overhead of a suite run           target: <= 5% beyond model load
+(d) gate decode tok/s vs llama-bench tg       target: within 10% (same model, same threads)
+(e) adaptive samples vs fixed N=10            target: fewer samples, same verdicts
+(f) memory sampler on vs off, decode tok/s    target: < 1% effect
+
+Ratios are compared within one run (the machine is shared and noisy; absolute figures move).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pytest_specgate import provision, workloads
+from pytest_specgate.client import Client
+from pytest_specgate.config import Budget
+from pytest_specgate.measure import Measurement, Verdict, check_budget, decisive, summarize
+from pytest_specgate.memory import MemoryProbe
+from pytest_specgate.server import LlamaServer
+
+REPO = Path(__file__).resolve().parents[1]
+THREADS = "2"
+OUT = 256
+
+
+def sample(client: Client, n: int = OUT):  # type: ignore[no-untyped-def]
+    tag = workloads.nonce()
+    return client.chat(workloads.body("sweep", seed=42, tag=tag, exact_tokens=n), workload="sweep", point=n, nonce=tag)
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:+.2f}%"
+
+
+def adaptive_needed(values: list[float], budget: Budget, n_min: int = 5, confidence: float = 0.95) -> tuple[int, Verdict]:
+    """Replay the gate's adaptive rule on a fixed stream of samples: how many until decisive?"""
+    for k in range(n_min, len(values) + 1):
+        m = Measurement(config="demo", workload="sweep", point=OUT, confidence=confidence)
+        m.extra["decode_tps"] = values[:k]
+        results = m.check([budget])
+        if decisive(results):
+            return k, results[0].verdict
+    return len(values), m.check([budget])[0].verdict
+
+
+def main() -> int:
+    binary, model = provision.llama_server(log=lambda *_: None), provision.demo_model(log=lambda *_: None)
+    template = REPO / "pytest_specgate" / "data" / "tool-chat-template.jinja"
+    args = ["-t", THREADS, "-np", "1", "-c", "4096", "--chat-template-file", str(template)]
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = LlamaServer("bench", binary, model, args, {}, Path(tmp))
+        with srv, Client(srv.url) as client:
+            for _ in range(2):
+                sample(client)  # warm-up
+            # (f) memory sampler on/off, alternated in blocks so drift cancels
+            on, off = [], []
+            probe = MemoryProbe(srv.pid or 0)
+            for _ in range(3):
+                probe.start()
+                on += [sample(client).decode_tps for _ in range(2)]
+                probe.stop()
+                off += [sample(client).decode_tps for _ in range(2)]
+            # (a), (b), (e): ten plain samples
+            samples = [sample(client) for _ in range(10)]
+        server_tps = [s.decode_tps for s in samples]
+        client_tps = [s.client_decode_tps or 0.0 for s in samples]
+        ratio = statistics.median(c / s for c, s in zip(client_tps, server_tps))
+        rows.append(("(a) client vs server decode tok/s", f"client {statistics.median(client_tps):.1f}, server "
+                     f"{statistics.median(server_tps):.1f}", pct(ratio - 1), "within 2%"))
+        gap = [(s.ttft_ms or 0) - s.timings.prompt_ms for s in samples]
+        rows.append(("(b) client TTFT - server prompt_ms", f"p10 {sorted(gap)[1]:.1f} / p90 {sorted(gap)[8]:.1f} ms",
+                     f"{statistics.median(gap):.1f} ms median", "<= 10 ms"))
+        effect = statistics.median(on) / statistics.median(off) - 1
+        rows.append(("(f) memory sampler on vs off", f"on {statistics.median(on):.1f}, off {statistics.median(off):.1f} tok/s",
+                     pct(effect), "< 1%"))
+        # (e) adaptive vs fixed N=10, for a far budget and one close to the measured median
+        med = statistics.median(server_tps)
+        for label, limit in (("far", med / 5), ("near", med * 0.97)):
+            budget = Budget(metric="decode_tps", workload="sweep", point=OUT, min=limit)
+            k, verdict = adaptive_needed(server_tps, budget)
+            fixed = check_budget(budget, summarize(server_tps)).verdict
+            rows.append((f"(e) adaptive vs N=10, {label} budget >= {limit:.1f}", f"adaptive {verdict.value}, fixed {fixed.value}",
+                         f"{k} samples vs 10", "fewer, same verdict"))
+        # (d) llama-bench tg on the same model and threads, with the server stopped
+        proc = subprocess.run([str(provision.llama_bench(log=lambda *_: None)), "-m", str(model), "-t", THREADS, "-p", "0",
+                               "-n", str(OUT), "-r", "5", "-o", "json"], capture_output=True, text=True, timeout=600)
+        tg = json.loads(proc.stdout)[0]["avg_ts"]
+        rows.append(("(d) gate decode vs llama-bench tg", f"gate {med:.1f}, llama-bench tg{OUT} {tg:.1f} tok/s",
+                     pct(med / tg - 1), "within 10%"))
+    # (c) a suite run's wall time against model load + server-reported request time
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pytest", "suites/test_decode.py", "--specgate-config=demo", "-q",
+                        "-p", "no:cacheprovider", f"--specgate-results={tmp}"], cwd=REPO, check=True,
+                       capture_output=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        wall = time.perf_counter() - t0
+        run = json.loads((Path(tmp) / "latest.json").read_text())
+        served = sum(s["timings"]["prompt_ms"] + s["timings"]["predicted_ms"]
+                     for m in run["measurements"] for s in m["samples"] + m.get("warmup_samples", [])) / 1000
+        load = sum(sum(v) for v in run.get("load_seconds", {}).values())
+        overhead = (wall - load - served) / (load + served)
+        rows.append(("(c) suite wall vs load + server time", f"wall {wall:.1f} s, load {load:.1f} s, served {served:.1f} s",
+                     pct(overhead), "<= 5% beyond load"))
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    head = ("check", "figures", "result", "target")
+    for r in (head, tuple("-" * w for w in width), *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, width)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
