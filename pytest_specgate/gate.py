@@ -269,7 +269,7 @@ class Gate:
 
                 warnings.warn(pytest.PytestWarning(f"specgate: {r.message}"), stacklevel=3)
 
-    def probe_outputs(self, name: str, bodies: list[dict[str, Any]], *, log_dir: Path, workload: str) -> list[Any]:
+    def probe_outputs(self, name: str, bodies: list[dict[str, Any]], *, log_dir: Path) -> list[Any]:
         """Temperature-0 outputs of ``bodies`` on config ``name``, served from the reference cache
         when this exact model, argv and body were run before (the cache lives in the results dir)."""
         from pytest_specgate import lossless, results
@@ -285,7 +285,7 @@ class Gate:
         if missing:
             running = self.server(name, log_dir)
             for i in missing:
-                sample = running.client.chat(bodies[i], workload=workload, stream=False)
+                sample = running.client.chat(bodies[i], workload="lossless-probe", stream=False)
                 store.entries[keys[i]] = lossless.Output.of(sample)
             with results.locked(store_path.parent):
                 fresh = lossless.load_store(store_path)

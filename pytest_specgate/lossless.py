@@ -107,6 +107,7 @@ class Comparison(BaseModel):
     drift_chars: list[float]
     first_divergence: list[float]
     reference_chars: list[float]
+    reference_tool_calls: list[int]
     tool_shape_mismatches: list[str]
 
     @property
@@ -115,7 +116,7 @@ class Comparison(BaseModel):
 
 
 def compare(reference: list[Output], candidate: list[Output]) -> Comparison:
-    exact, drift, first, ref_len, mismatches = [], [], [], [], []
+    exact, drift, first, ref_len, mismatches, ref_calls = [], [], [], [], [], []
     for i, (r, c) in enumerate(zip(reference, candidate)):
         same = r.text == c.text and r.tool_calls == c.tool_calls
         exact.append(1.0 if same else 0.0)
@@ -123,7 +124,8 @@ def compare(reference: list[Output], candidate: list[Output]) -> Comparison:
         d = first_divergence(r.text, c.text)
         first.append(float(len(r.text) if d is None else d))
         ref_len.append(float(len(r.text)))
+        ref_calls.append(len(r.tool_calls))
         if tool_shape(r) != tool_shape(c):
             mismatches.append(f"prompt {i}: reference {tool_shape(r)} vs {tool_shape(c)}")
     return Comparison(n=len(exact), exact_match=exact, drift_chars=drift, first_divergence=first,
-                      reference_chars=ref_len, tool_shape_mismatches=mismatches)
+                      reference_chars=ref_len, reference_tool_calls=ref_calls, tool_shape_mismatches=mismatches)

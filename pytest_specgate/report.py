@@ -44,10 +44,11 @@ def where(workload: str, point: int | None, variant: str = "") -> str:
 
 
 def shown_stats(m: Measurement) -> Iterable[tuple[str, Stats]]:
-    """The metrics a reader is shown for a point (a reasoning share that is always 0 is noise)."""
+    """The metrics a reader is shown for a point. A reasoning share or cache reuse that is always 0
+    (every cold, nonce-prefixed sample) is noise here; the JSON results keep it."""
     for metric in SHOWN:
         st = m.stats(metric)
-        if st is None or (metric == "reasoning_share" and st.max == 0):
+        if st is None or (metric in ("reasoning_share", "cache_reuse") and st.max == 0):
             continue
         yield metric, st
 

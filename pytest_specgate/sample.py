@@ -66,8 +66,9 @@ class Sample(BaseModel):
     # ---- derived metrics: one place, so reports and budgets agree on definitions ----
 
     @property
-    def decode_tps(self) -> float:
-        return self.timings.predicted_per_second
+    def decode_tps(self) -> float | None:
+        """None for one-token answers: the rate is defined over n-1 tokens."""
+        return self.timings.predicted_per_second if self.timings.predicted_n > 1 else None
 
     @property
     def client_decode_tps(self) -> float | None:

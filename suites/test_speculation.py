@@ -40,7 +40,8 @@ def test_speedup_over_reference(specgate_measure_pair, specgate_check, specgate_
     specgate_check(m)  # the config's speedup / wall_speedup budgets at this point
 
 
-def test_wall_clock_crossover(specgate_measure, specgate_check, specgate_config, specgate_reference, specgate_gate):
+def test_wall_clock_crossover(specgate_measure, specgate_measure_pair, specgate_check, specgate_config,
+                              specgate_reference, specgate_gate):
     """Output length where this config and its reference take the same wall clock.
 
     From measured prefill (long-context TTFT) and decode at the longest output, as in the report:
@@ -48,10 +49,11 @@ def test_wall_clock_crossover(specgate_measure, specgate_check, specgate_config,
     faster at every length and 1e9 when it never is; the sentence says which side wins.
     """
     point = max(specgate_config.workloads.sweep)
+    decode = dict(zip((specgate_config.name, specgate_reference.name), specgate_measure_pair("sweep", point)))
     figures = {}
     for name in (specgate_config.name, specgate_reference.name):
         ttft = specgate_measure("long-context", config=name).stats("ttft_ms").median / 1000
-        figures[name] = (ttft, specgate_measure("sweep", point, config=name).stats("decode_tps").median)
+        figures[name] = (ttft, decode[name].stats("decode_tps").median)
     (t_c, d_c), (t_r, d_r) = figures[specgate_config.name], figures[specgate_reference.name]
     crossover, verdict = crossover_point(specgate_config.name, specgate_reference.name, t_c, d_c, t_r, d_r)
     if crossover is None:

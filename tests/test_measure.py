@@ -22,6 +22,7 @@ from pytest_specgate.sample import Sample, Timings
 
 def sample(**kw) -> Sample:
     timing_keys = set(Timings.model_fields)
+    kw.setdefault("predicted_n", 65)  # decode_tps is only defined for more than one token
     timings = Timings(**{k: kw.pop(k) for k in list(kw) if k in timing_keys})
     return Sample(workload=kw.pop("workload", "sweep"), wall_ms=kw.pop("wall_ms", 1000.0), timings=timings, **kw)
 
@@ -127,6 +128,7 @@ def test_sample_metrics():
     assert sample().reasoning_share == 0.0 and sample().cache_reuse == 0.0
     assert sample(ttft_ms=5.0).client_decode_tps is None  # no last token time
     assert sample(predicted_n=1, ttft_ms=5.0, last_token_ms=5.0).client_decode_tps is None
+    assert sample(predicted_n=1, predicted_per_second=0.0).decode_tps is None  # one-token answer: no rate
     assert s.metric("wall_ms") == 1000.0 and s.metric("speedup") is None
 
 
