@@ -116,6 +116,7 @@ class Client:
         n_events = 0
         t0 = time.perf_counter()
         with connect_sse(self.http, "POST", "/v1/chat/completions", json=body) as source:
+            headers = time.perf_counter()  # llama-server flushes headers when the slot starts
             if source.response.status_code != 200:
                 raise ServerError(
                     f"POST /v1/chat/completions -> HTTP {source.response.status_code}: {_error_text(source.response)}"
@@ -156,6 +157,7 @@ class Client:
         return Sample(
             wall_ms=wall,
             ttft_ms=None if first is None else (first - t0) * 1000,
+            headers_ms=(headers - t0) * 1000,
             last_token_ms=None if last is None else (last - t0) * 1000,
             n_events=n_events, timings=Timings.model_validate(timings),
             prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),

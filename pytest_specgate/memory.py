@@ -53,7 +53,7 @@ def gpu_inventory() -> list[dict[str, Any]]:
 class MemoryProbe:
     """Samples one process tree's VRAM (NVML) and RSS (psutil) on a background thread."""
 
-    def __init__(self, pid: int, interval: float = 0.25) -> None:
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid = pid
         self.interval = interval
         self.nvml, self.nvml_reason = _nvml()
@@ -62,17 +62,22 @@ class MemoryProbe:
         self.rss_idle_mib: float | None = None
         self.rss_peak_mib: float | None = None
         self.n_reads = 0
+        self._tree: dict[int, psutil.Process] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ---- single reads ----
 
     def _pids(self) -> set[int]:
-        try:
-            proc = psutil.Process(self.pid)
-            return {self.pid, *(c.pid for c in proc.children(recursive=True))}
-        except psutil.Error:
-            return {self.pid}
+        """The server's process tree, rescanned every 20th read: a full /proc scan per read costs
+        measurable decode speed on a 2-core machine (bench/gate_bench.py, check f)."""
+        if self._tree is None or self.n_reads % 20 == 0:
+            try:
+                proc = psutil.Process(self.pid)
+                self._tree = {self.pid: proc, **{c.pid: c for c in proc.children(recursive=True)}}
+            except psutil.Error:
+                self._tree = {}
+        return set(self._tree) or {self.pid}
 
     def read_vram_mib(self) -> float | None:
         """VRAM used by the process tree across all GPUs, or None when NVML cannot see it."""
@@ -94,10 +99,11 @@ class MemoryProbe:
         return used / 2**20 if seen else None
 
     def read_rss_mib(self) -> float | None:
+        self._pids()
         total = 0
-        for pid in self._pids():
+        for proc in (self._tree or {}).values():
             try:
-                total += psutil.Process(pid).memory_info().rss
+                total += proc.memory_info().rss
             except psutil.Error:
                 pass
         return total / 2**20 if total else None

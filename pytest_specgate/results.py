@@ -101,6 +101,8 @@ class RunResults(_Model):
     measurements: list[Measurement] = Field(default_factory=list)
     verdicts: list[BudgetResult] = Field(default_factory=list)
     memory: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: seconds from process start to /health 200, per config and start (model loads are not harness time)
+    load_seconds: dict[str, list[float]] = Field(default_factory=dict)
     #: the thresholds in force, so `specgate compare` judges stored runs without the config file
     thresholds: Thresholds = Field(default_factory=Thresholds)
     comparison: Comparison | None = None
@@ -446,6 +448,7 @@ def build(gate: Gate, config: pytest.Config | None = None) -> RunResults:
         run_id=f"{started:%Y%m%dT%H%M%SZ}-{selected}", started=started, finished=datetime.now(UTC),
         selected=selected, quick=gate.quick, host=host_info(), configs=configs, measurements=measurements,
         verdicts=list(gate.results), memory=memory, thresholds=thresholds,
+        load_seconds=dict(gate.pool.load_seconds) if gate.pool is not None else {},
     )
 
 

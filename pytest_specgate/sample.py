@@ -50,6 +50,9 @@ class Sample(BaseModel):
     stream: bool = True
     wall_ms: float
     ttft_ms: float | None = None
+    #: response headers arrived: the server flushes them when a slot starts on the request, so this
+    #: is HTTP + templating + tokenization + queueing, before ``timings.prompt_ms`` starts counting
+    headers_ms: float | None = None
     last_token_ms: float | None = None
     n_events: int = 0
     timings: Timings = Field(default_factory=Timings)
