@@ -65,10 +65,23 @@ def _figure(label: str, width: float = 9, height: float = 4.5) -> Figure:
 # (a) decode rate against output length
 
 
+def sweep_points(merged: list[Measurement], prefer: str = "") -> dict[tuple[str, int], Measurement]:
+    """{(config, output length): Measurement}; a point measured both standalone and in A/B pairs
+    uses the ``prefer`` variant, and either one when only one exists."""
+    out: dict[tuple[str, int], Measurement] = {}
+    for m in merged:
+        if m.workload != "sweep" or m.point is None or m.variant not in ("", "ab") or not m.samples:
+            continue
+        key = (m.config, m.point)
+        if key not in out or m.variant == prefer:
+            out[key] = m
+    return out
+
+
 def decode_plot(merged: list[Measurement]) -> str | None:
     series: dict[str, list[tuple[int, float, float, float]]] = {}
-    for m in merged:
-        st = m.stats("decode_tps") if m.workload == "sweep" and m.point is not None else None
+    for m in sweep_points(merged).values():
+        st = m.stats("decode_tps")
         if st is not None:
             series.setdefault(m.config, []).append((m.point, st.median, st.p10, st.p90))  # type: ignore[arg-type]
     if not series:
@@ -147,7 +160,9 @@ def crossover_inputs(run: RunResults, config: str, ref: str) -> tuple[dict[str, 
     TTFT comes from the long-context workload when both measured it (the production prompt, where
     prefill costs most), else from the longest sweep point both measured; decode from that sweep point.
     """
-    by = {(m.config, m.workload, m.point): m for m in run.merged() if not m.variant}
+    merged = run.merged()
+    by = {(m.config, m.workload, m.point): m for m in merged if not m.variant and m.workload != "sweep"}
+    by.update({(c, "sweep", p): m for (c, p), m in sweep_points(merged, prefer="ab").items()})
     common = sorted({p for (c, w, p) in by if c == config and w == "sweep" and p is not None}
                     & {p for (c, w, p) in by if c == ref and w == "sweep" and p is not None})
     if not common:
@@ -217,7 +232,7 @@ def _note(text: str) -> str:
 
 def render(run: RunResults) -> str:
     merged = run.merged()
-    own = [m for m in merged if not m.variant]  # plots show each point's own samples, not A/B blocks
+    own = [m for m in merged if not m.variant]  # the breakdown shows each point's own samples, not A/B blocks
     h = run.host
     gpus = ", ".join(str(g.get("name")) for g in h.gpus) or "no NVIDIA GPU"
     parts = [f"<h1>specgate: {html.escape(run.selected)}</h1>",
@@ -230,7 +245,7 @@ def render(run: RunResults) -> str:
             parts.append(f"<p><b>{r.verdict.value.upper()}</b> {html.escape(r.config)}: {html.escape(r.message)}</p>")
 
     parts.append("<h2>Decode rate against output length</h2>")
-    parts.append(decode_plot(own) or _note("No sweep point measured decode_tps in this run: plot omitted."))
+    parts.append(decode_plot(merged) or _note("No sweep point measured decode_tps in this run: plot omitted."))
     parts.append("<h2>Wall-clock breakdown</h2>")
     parts.append(breakdown_plot(own) or _note("No workload with samples in this run: plot omitted."))
     parts.append("<h2>Crossover against the reference</h2>")

@@ -19,7 +19,7 @@ def test_cache_reuse(specgate_client, specgate_config, specgate_gate, specgate_c
     wl = specgate_config.workloads
     n_turns = workloads.long_context_turns(specgate_client, wl.long_context_tokens, seed=wl.seed, output_tokens=8)
     reuse, speedup, prefix = [], [], []
-    for _ in range(3 if specgate_gate.quick else wl.samples):
+    for _ in range(specgate_gate.sample_counts(specgate_config, specgate_gate.quick)[0]):
         tag = workloads.nonce()  # fixed within the trio, new across trios: each trio starts cold
         body = workloads.long_context_body(n_turns, seed=wl.seed, tag=tag, output_tokens=8)
         cold = specgate_client.chat(body, workload="cache-reuse", nonce=tag)
