@@ -147,7 +147,7 @@ def check_budget(budget: Budget, stats: Stats | None, reason: str = "") -> Budge
     unit = METRICS.get(budget.metric, ("", True))[0]
     samples = ", ".join(f"{v:.4g}" for v in stats.values)
     msg = (
-        f"{budget.describe()}: {verdict.value.upper()}: median {stats.median:.4g} {unit}, "
+        f"{budget.describe()}: {verdict.value.upper()}: median {stats.median:.4g}{' ' + unit if unit else ''}, "
         f"{stats.confidence:.0%} interval of the median [{stats.ci_low:.4g}, {stats.ci_high:.4g}], "
         f"N={stats.n}, samples [{samples}]"
     )

@@ -61,7 +61,9 @@ def nonce() -> str:
 
 
 def base_body(seed: int) -> dict[str, Any]:
-    return {"temperature": 0.0, "top_k": 1, "seed": seed, "cache_prompt": True}
+    """Sampling pinned per request (a GGUF can carry its own defaults). ``cache_prompt`` is left to
+    the server, like a real client does, so a config with --no-cache-prompt is measured as such."""
+    return {"temperature": 0.0, "top_k": 1, "seed": seed}
 
 
 def messages(workload: str, tag: str | None) -> list[dict[str, Any]]:
