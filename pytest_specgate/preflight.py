@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -73,20 +72,17 @@ def resolve_binary(cfg: ServingConfig) -> Path:
 
         return provision.provisioned_path(raw.split(":", 1)[1], where=where)
     value = expand(raw, where=where)
+    var = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)
+    how = (f"set {var.group(1)}=/path/to/llama-server" if var
+           else "point `binary` at your llama-server build (for the CPU demo binary run `specgate provision`)")
     if os.sep not in value:
         found = shutil.which(value)
         if not found:
-            raise PreflightError(
-                f"{where} = {raw!r}: no executable named {value!r} on PATH. "
-                f"Fix: give the full path to your llama-server build, e.g. binary = \"/opt/llama.cpp/build/bin/llama-server\"."
-            )
+            raise PreflightError(f"{where} = {raw!r}: no executable named {value!r} on PATH. Fix: {how}.")
         return Path(found)
     path = Path(value)
     if not path.is_file():
-        raise PreflightError(
-            f"{where} = {raw!r}: {path} does not exist. Fix: build llama-server there, or point `binary` at your build "
-            f"(for the CPU demo binary run `specgate provision`)."
-        )
+        raise PreflightError(f"{where} = {raw!r}: {path} does not exist. Fix: {how}.")
     if not os.access(path, os.X_OK):
         raise PreflightError(f"{where}: {path} is not executable. Fix: chmod +x {path}.")
     return path

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -35,6 +34,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
 from pytest_specgate.errors import PreflightError
+from pytest_specgate.server import stop_group
 
 __all__ = [
     "DEMO_MODEL_SHA256",
@@ -255,12 +255,7 @@ def _run_logged(argv: list[str], log_path: Path, log: Log, label: str) -> None:
                     log(f"{label}: {line} ({time.monotonic() - start:.0f} s)")
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                stop_group(proc)
     if rc != 0:
         tail = log_path.read_bytes()[-3000:].decode(errors="replace")
         raise PreflightError(f"{label} failed (exit {rc}); full log: {log_path}\n...{tail}")

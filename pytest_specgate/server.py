@@ -196,24 +196,27 @@ class LlamaServer:
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
+        return None if proc is None else stop_group(proc, grace)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
+    """Stop a child started with ``start_new_session=True``: SIGTERM to its group, ``grace`` seconds,
+    then SIGKILL, then a last SIGKILL for anything left in the group. Used for servers and builds."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=30)
-        # reap anything left in the group (llama-server spawns no children today; be safe)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        return proc.returncode
+            proc.wait(timeout=30)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return proc.returncode

@@ -87,6 +87,7 @@ def test_mtp_config_without_model_fails_fast_naming_path_and_variable(tmp_path) 
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
     assert f"model file {tmp_path}/models/Qwen3.6-27B-Q4_K_M-mtp.gguf does not exist" in proc.stderr
     assert "set SPECGATE_MTP_MODEL=" in proc.stderr
+    assert "set SPECGATE_LLAMA_SERVER=" in proc.stderr or "SPECGATE_LLAMA_SERVER" in os.environ
     assert "Traceback" not in proc.stderr
 
 

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +21,8 @@ from pydantic import ValidationError
 
 from pytest_specgate import provision
 from pytest_specgate.errors import PreflightError
+from pytest_specgate.server import LlamaServer
+from pytest_specgate.workloads import GET_WEATHER
 from pytest_specgate.provision import (
     DEMO_MODEL_SHA256,
     BuildInfo,
@@ -36,21 +34,6 @@ from pytest_specgate.provision import (
     tool_chat_template,
 )
 
-GET_WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a location",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "location": {"type": "string", "description": "City name, e.g. Paris"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["location"],
-        },
-    },
-}
 
 
 def sha256(path: Path) -> str:
@@ -226,53 +209,28 @@ def test_a_manifest_whose_binary_changed_is_not_trusted(build: BuildInfo, tmp_pa
 # --- the real server on the synthetic model ----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def serve(tmp_path: Path, build: BuildInfo) -> Iterator[object]:
-    """Start llama-server with extra args; yields a function returning the base URL. Always killed."""
-    procs: list[subprocess.Popen[bytes]] = []
+    """Start llama-server (the plugin's own LlamaServer) on a model; yields a function returning the
+    base URL. Always stopped."""
+    servers: list[LlamaServer] = []
 
-    def start(*args: str) -> str:
-        port = free_port()
-        log = tmp_path / f"server-{port}.log"
-        argv = [str(build.binaries["llama-server"]), "--host", "127.0.0.1", "--port", str(port),
-                "-t", "2", "-np", "1", *args]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"llama-server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"llama-server not healthy after 60 s:\n{log.read_text()[-3000:]}")
+    def start(model: Path, *args: str) -> str:
+        srv = LlamaServer(f"t{len(servers)}", build.binaries["llama-server"], model, ["-t", "2", "-np", "1", *args],
+                          {}, tmp_path, startup_timeout=60)
+        servers.append(srv)
+        srv.start()
+        return srv.url
 
     try:
         yield start
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        for srv in servers:
+            srv.stop()
 
 
 def test_llama_server_loads_the_synthetic_model_and_completes(serve, fresh_cache: Path) -> None:
-    url = serve("-m", str(synthetic_model()), "-c", "2048")
+    url = serve(synthetic_model(), "-c", "2048")
 
     assert httpx.get(f"{url}/health", timeout=5).status_code == 200
     done = httpx.post(f"{url}/completion", json={"prompt": "the weather is", "n_predict": 8, "temperature": 0,
@@ -294,7 +252,7 @@ def test_llama_server_loads_the_synthetic_model_and_completes(serve, fresh_cache
 
 @pytest.mark.slow
 def test_demo_model_makes_a_real_tool_call_with_the_shipped_template(serve) -> None:
-    url = serve("-m", str(demo_model()), "-c", "4096", "--chat-template-file", str(tool_chat_template()))
+    url = serve(demo_model(), "-c", "4096", "--chat-template-file", str(tool_chat_template()))
 
     assert httpx.get(f"{url}/props", timeout=5).json()["chat_template_caps"]["supports_tool_calls"] is True
     chat = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
