@@ -66,6 +66,8 @@ class Gate:
     log_dir: Path | None = None
     measurements: dict[tuple[str, str, int | None, bool, str], Measurement] = field(default_factory=dict)
     results: list[BudgetResult] = field(default_factory=list)
+    #: one-line verdicts that are not budgets (e.g. tool-call snapshots), printed with the table
+    notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
     @property

@@ -98,6 +98,8 @@ def terminal(gate: Gate, tr: pytest.TerminalReporter) -> None:
     skipped = [r for r in gate.results if r.verdict.value == "skipped"]
     for r in skipped:
         tr.write_line(f"skipped budget: {r.message}")
+    for note in gate.notes:
+        tr.write_line(note)
     _terminal_outcome(tr)
 
 

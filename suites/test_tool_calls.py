@@ -16,7 +16,7 @@ from pytest_specgate.snapshots import tool_call_matcher, tool_call_record
 
 @pytest.mark.quick
 @pytest.mark.parametrize("stream", [False, True], ids=["nonstream", "stream"])
-def test_tool_call_snapshot(specgate_client, specgate_config, snapshot, stream):
+def test_tool_call_snapshot(specgate_client, specgate_config, specgate_gate, snapshot, stream):
     caps = specgate_client.props().get("chat_template_caps", {})
     if not caps.get("supports_tool_calls"):
         if not specgate_config.expect_tool_calls:
@@ -35,4 +35,12 @@ def test_tool_call_snapshot(specgate_client, specgate_config, snapshot, stream):
     assert "<tool_call>" not in sample.content, f"tool-call markup leaked into content: {sample.content!r}"
     # a config with a reference must produce its reference's tool call (the report: tool calls survive
     # every speculative swap), so it is compared with the reference's snapshot
-    assert record == snapshot(name=specgate_config.reference or specgate_config.name, matcher=tool_call_matcher)
+    name = specgate_config.reference or specgate_config.name
+    verdict = "DIFFERS"
+    try:
+        assert record == snapshot(name=name, matcher=tool_call_matcher)
+        verdict = "matches"
+    finally:
+        specgate_gate.notes.append(
+            f"{specgate_config.name}: tool-call snapshot [{name}] ({'stream' if stream else 'non-stream'}): {verdict}; "
+            f"{', '.join(c.name for c in sample.tool_calls) or 'no call'}, finish_reason {sample.finish_reason}")
