@@ -14,7 +14,7 @@ import pytest
 from test_results import make_run, rates
 
 from pytest_specgate import baseline, cli, html, report, results
-from pytest_specgate.measure import Measurement
+from pytest_specgate.measure import Measurement, crossover_point
 
 FILES = {"report.json", "report.md", "report.html", "benchmark-bigger.json", "benchmark-smaller.json"}
 
@@ -64,7 +64,7 @@ def test_crossover_from_measured_ttft_and_decode() -> None:
     (49.0, 25.0, 37.5, 29.0, None, "mtp is never faster than ar"),
 ])
 def test_crossover_point(ttft_c: float, dec_c: float, ttft_r: float, dec_r: float, at: int | None, words: str) -> None:
-    n, verdict = html.crossover_point("mtp", "ar", ttft_c, dec_c, ttft_r, dec_r)
+    n, verdict = crossover_point("mtp", "ar", ttft_c, dec_c, ttft_r, dec_r)
     assert (None if n is None else round(n)) == at and verdict.startswith(words)
 
 
@@ -138,7 +138,8 @@ class Terminal:
 def test_terminal_prints_table_then_baseline_section() -> None:
     run = make_run()
     gate = SimpleNamespace(measurements={(m.config, m.workload, m.point, False): m for m in run.measurements},
-                           results=run.verdicts, pool=SimpleNamespace(load_seconds={"demo": [1.5]}))
+                           results=run.verdicts, pool=SimpleNamespace(load_seconds={"demo": [1.5]}),
+                           notes=["demo: tool-call snapshot [demo] (stream): matches"])
     config = SimpleNamespace(stash={results.outcome_key: results.Outcome(
         baseline=["against baseline 'main'", "demo: decode_tps at sweep@256: -50.0% [-52.0%, -48.0%] (threshold -5%): FAIL"],
         files=[Path("/r/latest.json"), Path("/r/report.html")], errors=[])})
@@ -147,6 +148,7 @@ def test_terminal_prints_table_then_baseline_section() -> None:
     assert tr.lines[0] == "== specgate results"
     assert tr.lines[1].split() == ["config", "point", "metric", "median", "p10-p90", "median", "CI", "N", "budget", "verdict"]
     assert "demo: 1 model load(s), 1.5 s" in tr.lines
+    assert "demo: tool-call snapshot [demo] (stream): matches" in tr.lines
     assert "specgate files: /r/latest.json, /r/report.html" in tr.lines
     i = tr.lines.index("== specgate baseline")
     assert tr.lines[i + 2].endswith("FAIL <red>")
