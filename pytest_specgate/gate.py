@@ -102,10 +102,6 @@ class Gate:
     def config(self, name: str) -> ServingConfig:
         return self.file.get(name)
 
-    def reference(self) -> ServingConfig | None:
-        ref = self.selected.reference
-        return self.file.get(ref) if ref else None
-
     def resolve(self, name: str) -> preflight.Resolved:
         if name not in self._resolved:
             self._resolved[name] = preflight.run(self.config(name))
@@ -129,8 +125,7 @@ class Gate:
         if self.pool is None:
             self.log_dir = log_dir
             self.pool = ServerPool(self._factory, request_timeout=self.selected.workloads.request_timeout)
-        running = self.pool.get(name)
-        return running
+        return self.pool.get(name)
 
     def shutdown(self) -> None:
         if self.pool is not None:
