@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,8 +263,6 @@ class Gate:
             raise AssertionError("specgate budget broken:\n" + "\n".join(r.message for r in bad))
         for r in results:
             if r.verdict is Verdict.INCONCLUSIVE:
-                import warnings
-
                 warnings.warn(pytest.PytestWarning(f"specgate: {r.message}"), stacklevel=3)
 
     def probe_outputs(self, name: str, bodies: list[dict[str, Any]], *, log_dir: Path) -> list[Any]:

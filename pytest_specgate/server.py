@@ -45,10 +45,6 @@ def hermetic_env(extra: dict[str, str], config_home: Path) -> dict[str, str]:
     return env
 
 
-def scrubbed_names() -> list[str]:
-    return sorted(k for k in os.environ if k.startswith(_SCRUB_PREFIXES) or k in _SCRUB_NAMES)
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

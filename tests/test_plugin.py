@@ -133,3 +133,24 @@ def test_budget_failure_reads_like_a_sentence(pytester: pytest.Pytester, server_
     # the results table shows both points, with the passing budget's verdict
     result.stdout.fnmatch_lines(["*specgate results*", "*tiny*sweep@32*prefill_ms (ms)*<= 60000*pass*"])
     assert "1 model load(s)" in result.stdout.str()
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_inconclusive_warns_and_fails_only_under_strict(strict: bool, tmp_path) -> None:
+    """--specgate-strict turns an interval that straddles the budget into a failure."""
+    from pytest_specgate.config import Budget
+    from pytest_specgate.gate import Gate, Options
+    from pytest_specgate.measure import Measurement
+
+    gate = Gate(Options(config=None, file=None, strict=strict, samples=None, results_dir=".specgate",
+                        rootdir=tmp_path, quick=False))
+    m = Measurement(config="demo", workload="sweep", point=64)
+    m.extra["decode_tps"] = [40.0, 44.0, 46.0, 50.0, 52.0]  # interval [40, 52] straddles 45
+    results = m.check([Budget(metric="decode_tps", point=64, min=45)])
+    if strict:
+        with pytest.raises(AssertionError, match="INCONCLUSIVE"):
+            gate.judge(results)
+    else:
+        with pytest.warns(pytest.PytestWarning, match="INCONCLUSIVE"):
+            gate.judge(results)
+    assert gate.results == results
