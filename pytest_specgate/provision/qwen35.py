@@ -39,6 +39,7 @@ __all__ = [
     "RECIPE_VERSION",
     "TINY_QWEN35",
     "chat_template",
+    "dflash_pair_problem",
     "dflash_plan",
     "write_dflash_drafter",
     "write_qwen35_mtp",
@@ -156,3 +157,58 @@ def write_dflash_drafter(
 
     recipe = shape_recipe(target, f"-dflash{DFLASH_LAYERS}-v{len(vocab.tokens)}-s{seed}")
     return write_gguf(path, "dflash", dflash_plan(target), recipe=recipe, seed=seed, metadata=metadata)
+
+
+def _header(path: Path) -> dict[str, object]:
+    reader = gguf.GGUFReader(path)
+    return {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
+
+
+def dflash_pair_problem(target: Path, drafter: Path) -> str | None:
+    """Why ``drafter`` cannot serve ``target`` under ``--spec-type draft-dflash``, in one line; None if it can.
+
+    The pinned llama.cpp checks none of this at load: ``common/speculative.cpp`` runs
+    ``common_speculative_are_compatible`` only for ``draft-simple``, and a DFlash drafter without its
+    own ``token_embd``/``output`` borrows the target's, so a mismatch surfaces as a crash or garbage on
+    the first draft instead of a refusal. Reading both headers up front turns it into a clear line.
+    """
+    try:
+        tgt, dft = _header(target), _header(drafter)
+    except (OSError, ValueError) as exc:
+        return f"cannot read GGUF header ({exc}); check the model paths"
+    arch = dft.get("general.architecture")
+    if arch != "dflash":
+        return f"draft-dflash: {drafter} is a {arch!r} model, not a dflash drafter; pass a DFlash drafter GGUF with -md"
+    t_arch = tgt.get("general.architecture")
+    layers = dft.get("dflash.target_layers")
+    if not isinstance(layers, list) or not layers:
+        return (
+            f"draft-dflash: {drafter} has no dflash.target_layers; reconvert it with llama.cpp's convert_hf_to_gguf.py"
+        )
+    n_trunk = int(tgt.get(f"{t_arch}.block_count", 0)) - int(tgt.get(f"{t_arch}.nextn_predict_layers", 0))  # type: ignore[call-overload]
+    if max(layers) > n_trunk:
+        return (
+            f"draft-dflash: {drafter} reads target layer {max(layers)} but {target} has {n_trunk} layers; "
+            "use the drafter trained for this target"
+        )
+    e_tgt, e_dft = tgt.get(f"{t_arch}.embedding_length"), dft.get("dflash.embedding_length")
+    if e_tgt != e_dft:
+        return (
+            f"draft-dflash: drafter hidden size {e_dft} != target hidden size {e_tgt} ({drafter} vs {target}); "
+            "use the drafter trained for this target"
+        )
+    t_tok, d_tok = tgt.get("tokenizer.ggml.tokens"), dft.get("tokenizer.ggml.tokens")
+    if not isinstance(t_tok, list) or not isinstance(d_tok, list):
+        return f"draft-dflash: {target} or {drafter} has no tokenizer.ggml.tokens; reconvert it"
+    if len(t_tok) != len(d_tok):
+        return (
+            f"draft-dflash: drafter vocabulary has {len(d_tok)} tokens, target has {len(t_tok)} "
+            f"({drafter} vs {target}); use a drafter converted with --target-model-dir for this target"
+        )
+    diff = next((i for i, (a, b) in enumerate(zip(t_tok, d_tok, strict=True)) if a != b), None)
+    if diff is not None:
+        return (
+            f"draft-dflash: token {diff} is {d_tok[diff]!r} in the drafter but {t_tok[diff]!r} in the target "
+            f"({drafter} vs {target}); use a drafter converted with --target-model-dir for this target"
+        )
+    return None
