@@ -22,7 +22,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +74,12 @@ _SCALE_OFFSETS: dict[gguf.GGMLQuantizationType, tuple[int, ...]] = {
 }
 
 _CHUNK_BYTES = 64 << 20
+
+# Standard deviation of the logits of a float LM head (the output matrix is scaled to give it). With
+# the usual 0.02 init, random logits are nearly flat, so no drafted token ever reaches a
+# ``--spec-draft-p-min 0.75`` and speculation would never run; peaked logits make the MTP head and
+# the DFlash drafter (which share this matrix) confident, as trained ones are.
+HEAD_LOGIT_STD = 16.0
 
 
 class Shape(BaseModel):
@@ -145,6 +151,7 @@ class TensorSpec:
     name: str
     ne: tuple[int, ...]
     dtype: gguf.GGMLQuantizationType
+    std: float = 0.02  # of float weights; quantized blocks ignore it
 
     @property
     def nbytes(self) -> int:
@@ -372,7 +379,8 @@ def tensor_plan(shape: Shape) -> list[TensorSpec]:
     raw.append(("output_norm.weight", (e,)))
     if not shape.tied_embeddings:
         raw.append(("output.weight", (e, shape.n_vocab)))
-    return _assign_types(shape, raw)
+    head = "token_embd.weight" if shape.tied_embeddings else "output.weight"
+    return [replace(t, std=HEAD_LOGIT_STD / e**0.5) if t.name == head else t for t in _assign_types(shape, raw)]
 
 
 def plan_nbytes(plan: list[TensorSpec]) -> int:
@@ -388,7 +396,7 @@ def _values(spec: TensorSpec, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """The tensor's bytes in chunks of at most ``_CHUNK_BYTES``, never the whole tensor at once.
 
     Norm weights are 1 (a random norm scale is how random models blow up), ``ssm_a`` is negative
-    (it is ``-exp(A_log)``), other floats are N(0, 0.02). Quantized blocks are random bytes with
+    (it is ``-exp(A_log)``), other floats are N(0, ``spec.std``). Quantized blocks are random bytes with
     their fp16 scales overwritten by values in [1e-4, 1e-3): finite, and small enough that the
     dequantized weights stay well inside fp16 range.
     """
@@ -404,7 +412,7 @@ def _values(spec: TensorSpec, rng: np.random.Generator) -> Iterator[np.ndarray]:
             elif spec.name.endswith("ssm_a"):
                 yield (-rng.uniform(0.5, 4.0, count)).astype(np_type)
             else:
-                yield (rng.standard_normal(count, dtype=np.float32) * 0.02).astype(np_type)
+                yield (rng.standard_normal(count, dtype=np.float32) * spec.std).astype(np_type)
         return
     offsets = _SCALE_OFFSETS.get(spec.dtype)
     if offsets is None:
