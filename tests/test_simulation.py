@@ -160,7 +160,7 @@ def test_decide_is_the_simulated_code_path_row_by_row() -> None:
     plan = Plan.from_confidence(5, 10)
     x = budget_samples(0.97, 10, 400, seed=7)
     codes, used = decide_many(x, 1.0, "min", plan)
-    for row, code, n in zip(x, codes, used):
+    for row, code, n in zip(x, codes, used, strict=True):
         d = decide(row, 1.0, "min", plan)
         assert (d.verdict, d.n) == (CODES[code], n)
         if d.decisive:  # samples taken past a decisive look do not change it
@@ -237,14 +237,18 @@ def test_trend_against_stored_runs_holds_its_false_fail_rate(k: int) -> None:
     threshold = Thresholds().decode_tps
     assert trend_rates(k, 5, 0.0, threshold=threshold, reps=REPS).fail <= 0.01
     assert trend_rates(k, 5, -0.40, threshold=threshold, reps=REPS).fail >= 0.25  # it can fail (K=3: 30%)
+    # and it never waves a real regression through: a run AT the threshold passes <= alpha of the time
+    assert trend_rates(k, 5, -threshold, threshold=threshold, reps=REPS).passed <= 0.005
 
 
 def test_trend_with_too_few_runs_cannot_tell() -> None:
     d = judge_trend([100.0, 90.0], [50.0] * 5, 0.05, True)
     assert d.verdict is Outcome.INCONCLUSIVE and "cannot tell" in d.why
-    history = [100.0, 98.0, 101.0, 99.0, 100.5]
+    history = [100.0, 100.2, 99.8, 100.1, 99.9]
     assert judge_trend(history, [60.0] * 5, 0.05, True).verdict is Outcome.FAIL
-    assert judge_trend(history, [99.0] * 5, 0.05, True).verdict is Outcome.PASS
+    assert judge_trend(history, [99.5] * 5, 0.05, True).verdict is Outcome.PASS
+    assert judge_trend(history, [99.5] * 5, 0.05, False).verdict is Outcome.PASS
+    assert judge_trend(history, [140.0] * 5, 0.05, False).verdict is Outcome.FAIL  # latency up 40%
     wide = [100.0, 80.0, 120.0, 90.0, 110.0]
     assert judge_trend(wide, [88.0] * 5, 0.05, True).verdict is Outcome.INCONCLUSIVE
     assert math.isnan(judge_trend([], [1.0], 0.05, True).change)

@@ -28,7 +28,7 @@ def binom_half_cdf(n: int, k: int) -> float:
     """P(Binomial(n, 1/2) <= k), exactly (n is small: a sample count)."""
     if k < 0:
         return 0.0
-    return min(1.0, sum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n)
+    return min(1.0, sum(math.comb(n, i) for i in range(min(k, n) + 1)) / float(2**n))
 
 
 def median_coverage(n: int, j: int = 1) -> float:

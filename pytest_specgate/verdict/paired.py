@@ -87,7 +87,7 @@ def pair_periods(schedule: Sequence[tuple[str, int]]) -> list[int]:
     if len(blocks[CANDIDATE]) != len(blocks[REFERENCE]):
         raise ValueError("pair_periods needs as many candidate as reference samples")
     labels: dict[tuple[int, int], int] = {}
-    return [labels.setdefault(key, len(labels)) for key in zip(blocks[CANDIDATE], blocks[REFERENCE])]
+    return [labels.setdefault(key, len(labels)) for key in zip(blocks[CANDIDATE], blocks[REFERENCE], strict=True)]
 
 
 @dataclass(frozen=True)

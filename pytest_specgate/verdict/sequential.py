@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 import numpy as np
@@ -34,7 +34,7 @@ Kind = Literal["min", "max"]
 Stat = Literal["t", "median"]
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """A verdict; the values match the gate's existing ``Verdict`` strings, plus ``continue``."""
 
     PASS = "pass"

@@ -4,12 +4,14 @@ Two runs of one config on a shared machine differ by more than their samples sug
 speed moves between runs (an unchanged rerun came out 14% slower a minute later). Comparing a run
 with ONE stored run on within-run noise alone calls that drift a regression. The spread of the last
 K stored medians measures the run-to-run variance directly, drift included, so the new run's median
-is judged against a prediction interval for "one more run like those": if run offsets were normal on
-the log scale, an unchanged config would land below its lower bound ``alpha`` of the time exactly,
-whatever the size of the drift. Simulated with offsets normal on the raw scale (sd 7%, a heavier
-low tail on the log scale) alpha 1% gives 1.0-1.35% for K = 3-8, so the default is 0.5% (0.5-0.7%). With fewer than 3 stored runs the spread is not known
-and the answer is "cannot tell". The side-by-side A/B (``paired``) is the upgrade verdict; this is
-for trends across runs.
+is judged against a prediction band for "one more run like those": if run offsets were normal on
+the log scale, an unchanged config would land below the band ``alpha`` of the time exactly, whatever
+the size of the drift. Simulated with offsets normal on the raw scale (sd 7%, a heavier low tail on
+the log scale) alpha 1% gives 1.0-1.35% for K = 3-8, so the default is 0.5% (0.5-0.7%). PASS needs
+the same band on the other side, so a run whose true change is at the threshold passes at most
+alpha of the time. With fewer than 3 stored runs the spread is not known and the answer is "cannot
+tell"; with run-to-run drift of 7% it is "cannot tell" most of the time, which is the truth: the
+side-by-side A/B (``paired``) is the upgrade verdict, this is for trends across runs.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ MIN_RUNS = 3
 
 @dataclass(frozen=True)
 class TrendDecision:
-    """FAIL = regression, PASS = in line with the history, INCONCLUSIVE = cannot tell."""
+    """FAIL = regression, PASS = in line with the history, INCONCLUSIVE = cannot tell; ``bound`` is the
+    relative change below which a run is out of line (the history's prediction band)."""
 
     verdict: Outcome
     change: float
@@ -68,7 +71,7 @@ def judge_trend_many(history: FloatArray, new_medians: FloatArray, threshold: fl
     g_bound = -t_quantile(1.0 - alpha, k - 1) * spread
     bad = math.log(1.0 - threshold) if higher_is_better else -math.log(1.0 + threshold)
     fail = (g < g_bound) & (g < bad)
-    ok = g >= bad
+    ok = g + g_bound > bad  # the same band the other way: a run AT the threshold passes <= alpha of the time
     codes = np.where(fail, FAIL, np.where(ok, PASS, INCONCLUSIVE)).astype(np.int8)
     return codes, np.expm1(sign * g), np.expm1(sign * g_bound)
 
@@ -78,9 +81,10 @@ def judge_trend(history_medians: Sequence[float], new_samples: Sequence[float], 
     """Judge the new run's median against the last K stored medians of the same config and metric.
 
     FAIL (regression): below the one-sided (1 - alpha) prediction bound of the history AND past
-    ``threshold``. PASS: not past ``threshold``. INCONCLUSIVE (cannot tell): past the threshold but
-    within what run-to-run variance explains, or fewer than 3 stored runs. The new median must come
-    from as many samples as the stored ones, or the bound is not exact.
+    ``threshold``. PASS (in line): short of ``threshold`` by more than that band, so a run whose true
+    change is at the threshold passes at most ``alpha`` of the time (no silent pass). INCONCLUSIVE
+    (cannot tell): everything between, and always with fewer than 3 stored runs. The new median must
+    come from as many samples as the stored ones, or the band is not exact.
     """
     if not new_samples:
         raise ValueError("judge_trend needs the new run's samples. Fix: measure before comparing.")
@@ -99,7 +103,8 @@ def judge_trend(history_medians: Sequence[float], new_samples: Sequence[float], 
     if verdict is Outcome.FAIL:
         why = f"regression: {where}, past the {worse} threshold"
     elif verdict is Outcome.PASS:
-        why = f"in line: {where}, within the {worse} threshold"
+        why = f"in line: {where}: short of the {worse} threshold by more than run-to-run variance"
     else:
-        why = f"cannot tell: {where}: past {worse}, but run-to-run variance explains it; compare side by side"
+        why = (f"cannot tell: {where}: run-to-run variance is too large to rule a {worse} change in or out; "
+               f"compare side by side (--specgate-against)")
     return TrendDecision(verdict, ch, b, coverage, k, why)
