@@ -28,7 +28,14 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from pytest_specgate.verdict.intervals import FloatArray, coverage_label, log_t_bounds, median_bounds
+from pytest_specgate.verdict.intervals import (
+    FloatArray,
+    coverage_label,
+    log_t_bounds,
+    median_bound_rank,
+    median_bounds,
+    median_coverage,
+)
 
 Kind = Literal["min", "max"]
 Stat = Literal["t", "median"]
@@ -210,7 +217,10 @@ def _decision_at(x: FloatArray, look: int, limit: float, kind: Kind, plan: Plan,
         return Decision(Outcome.INCONCLUSIVE if last else Outcome.CONTINUE, math.nan, math.nan, reach, look, why)
     est, low, high = (float(a[0]) for a in b)
     code = int(_codes(b[1], b[2], limit, kind)[0])
-    where = f"{coverage_label(plan.look_coverage)} [{low:.4g}, {high:.4g}] at N={look}"
+    coverage = plan.look_coverage
+    if plan.stat == "median":  # order statistics reach a discrete coverage, at least the asked one
+        coverage = median_coverage(look, median_bound_rank(look, plan.alpha_per_look) or 1)
+    where = f"{coverage_label(coverage)} [{low:.4g}, {high:.4g}] at N={look}"
     if code == PASS:
         why = f"{where} lies within {op} {limit:g}"
     elif code == FAIL:
@@ -220,4 +230,4 @@ def _decision_at(x: FloatArray, look: int, limit: float, kind: Kind, plan: Plan,
         why = f"{where} straddles {limit:g}" + (f": next look at N={nxt}" if nxt and not last else
                                                  ": more samples or a quieter machine would decide it")
         code = INCONCLUSIVE if last else CONTINUE
-    return Decision(CODES[code], low, high, plan.look_coverage, look, why, est)
+    return Decision(CODES[code], low, high, coverage, look, why, est)
