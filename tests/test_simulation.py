@@ -173,7 +173,7 @@ def test_decide_continues_between_looks_only() -> None:
     assert decide(vals[:4], 1.0, "min", plan).verdict is Outcome.CONTINUE
     first = decide(vals, 1.0, "min", plan)
     assert first.verdict is Outcome.CONTINUE and "next look at N=10" in first.why
-    assert decide(vals * 1 + [1.0], 1.0, "min", plan) == first  # N=6 is no look: same verdict as at 5
+    assert decide([*vals, 1.0], 1.0, "min", plan) == first  # N=6 is no look: same verdict as at 5
     assert decide(vals * 2, 1.0, "min", plan).verdict is Outcome.INCONCLUSIVE
     assert decide([2.0, 2.1, 1.9, 2.0, 2.05], 1.0, "min", plan).verdict is Outcome.PASS
     assert decide([2.0, 2.1, 1.9, 2.0, 2.05], 1.0, "max", plan).verdict is Outcome.FAIL
