@@ -25,11 +25,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from pytest_specgate._proc import scrubbed_env, stop_group
 from pytest_specgate.errors import ServerError
 
-#: variables llama-server reads before its CLI (llama-server-api.md §0.4, §10): scrubbed for hermetic runs
-_SCRUB_PREFIXES = ("LLAMA_ARG_",)
-_SCRUB_NAMES = {"LLAMA_API_KEY", "HF_TOKEN", "LLAMA_SERVER_SLOTS_DEBUG", "LLAMA_TRACE", "AIP_MODE", "AIP_HTTP_PORT"}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -39,7 +37,7 @@ def hermetic_env(extra: dict[str, str], config_home: Path) -> dict[str, str]:
     ``XDG_CONFIG_HOME`` points at an empty directory so a ``~/.config/llama.cpp/config.ini`` on the
     operator's machine cannot change the flags being measured.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
+    env = scrubbed_env()
     env["XDG_CONFIG_HOME"] = str(config_home)
     env.update(extra)
     return env
@@ -194,25 +192,3 @@ class LlamaServer:
         proc, self.proc = self.proc, None
         return None if proc is None else stop_group(proc, grace)
 
-
-def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
-    """Stop a child started with ``start_new_session=True``: SIGTERM to its group, ``grace`` seconds,
-    then SIGKILL, then a last SIGKILL for anything left in the group. Used for servers and builds."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    return proc.returncode

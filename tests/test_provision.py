@@ -33,6 +33,7 @@ from pytest_specgate.provision import (
     synthetic_model,
     tool_chat_template,
 )
+from pytest_specgate.provision.llama_cpp import reusable_build
 
 
 
@@ -60,7 +61,7 @@ def test_cache_dir_prefers_specgate_cache_then_xdg_then_home(tmp_path: Path, mon
 
     monkeypatch.setenv("SPECGATE_CACHE", str(tmp_path / "explicit"))
     assert cache_dir() == tmp_path / "explicit"
-    assert provision.llama_cpp_dir() == tmp_path / "explicit" / "llama.cpp" / "11434.0.0-cpu"
+    assert provision.llama_cpp_dir() == tmp_path / "explicit" / "llama.cpp" / f"11434.0.0-cpu-{provision.cpu_isa()[0]}"
 
 
 # --- synthetic models --------------------------------------------------------------------------
@@ -202,8 +203,8 @@ def test_a_manifest_whose_binary_changed_is_not_trusted(build: BuildInfo, tmp_pa
     wrong = build.model_copy(update={"sha256": {**build.sha256, "llama-server": "0" * 64}})
     tampered.write_text(wrong.model_dump_json())
 
-    assert provision._reusable(tampered) is None
-    assert provision._reusable(provision.llama_cpp_dir() / "build.json") == build
+    assert reusable_build(tampered) is None
+    assert reusable_build(provision.llama_cpp_dir() / "build.json") == build
 
 
 # --- the real server on the synthetic model ----------------------------------------------------
