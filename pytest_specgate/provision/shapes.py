@@ -49,7 +49,7 @@ __all__ = [
 
 # Bump when anything written changes (tensor set, vocabulary, template, value recipe): a cached file
 # carries the recipe in ``specgate.synthetic.recipe`` and is regenerated when it differs.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 RECIPE_KEY = "specgate.synthetic.recipe"
 
