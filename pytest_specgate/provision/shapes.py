@@ -49,7 +49,7 @@ __all__ = [
 
 # Bump when anything written changes (tensor set, vocabulary, template, value recipe): a cached file
 # carries the recipe in ``specgate.synthetic.recipe`` and is regenerated when it differs.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 5
 
 RECIPE_KEY = "specgate.synthetic.recipe"
 
@@ -80,6 +80,17 @@ _CHUNK_BYTES = 64 << 20
 # ``--spec-draft-p-min 0.75`` and speculation would never run; peaked logits make the MTP head and
 # the DFlash drafter (which share this matrix) confident, as trained ones are.
 HEAD_LOGIT_STD = 16.0
+
+
+def _speakable(ids: np.ndarray) -> np.ndarray:
+    """Token ids whose LM-head rows are peaked: newline, printable ASCII bytes and merged words.
+
+    The other rows (bytes >= 0x80, fillers, specials) keep tiny logits and are never the argmax, so
+    a random model writes valid ASCII (no invalid UTF-8 that re-tokenizes into more tokens), never
+    ends early on an end-of-generation token and never closes ``<think>`` itself: output length is
+    ``max_tokens`` and reasoning runs until ``--reasoning-budget`` closes it.
+    """
+    return (ids == 10) | ((ids >= 32) & (ids < 127)) | ((ids >= 256) & (ids < 256 + N_MERGES))
 
 
 class Shape(BaseModel):
@@ -152,6 +163,7 @@ class TensorSpec:
     ne: tuple[int, ...]
     dtype: gguf.GGMLQuantizationType
     std: float = 0.02  # of float weights; quantized blocks ignore it
+    head: bool = False  # the LM head: rows of "speakable" tokens get HEAD_LOGIT_STD logits
 
     @property
     def nbytes(self) -> int:
@@ -211,7 +223,8 @@ def _merges() -> list[tuple[str, str]]:
     return out
 
 
-MIN_VOCAB = 256 + len(_merges()) + len(CONTROL_TOKENS) + len(ADDED_TOKENS)
+N_MERGES = len(_merges())
+MIN_VOCAB = 256 + N_MERGES + len(CONTROL_TOKENS) + len(ADDED_TOKENS)
 
 
 def byte_level_vocab(n_vocab: int) -> Vocab:
@@ -380,7 +393,7 @@ def tensor_plan(shape: Shape) -> list[TensorSpec]:
     if not shape.tied_embeddings:
         raw.append(("output.weight", (e, shape.n_vocab)))
     head = "token_embd.weight" if shape.tied_embeddings else "output.weight"
-    return [replace(t, std=HEAD_LOGIT_STD / e**0.5) if t.name == head else t for t in _assign_types(shape, raw)]
+    return [replace(t, head=True) if t.name == head else t for t in _assign_types(shape, raw)]
 
 
 def plan_nbytes(plan: list[TensorSpec]) -> int:
@@ -404,13 +417,28 @@ def _values(spec: TensorSpec, rng: np.random.Generator) -> Iterator[np.ndarray]:
     n = int(np.prod(spec.ne))
     if spec.dtype in (Q.F32, Q.F16):
         np_type = np.float32 if spec.dtype == Q.F32 else np.float16
-        step = max(1, _CHUNK_BYTES // np.dtype(np_type).itemsize)
+        row = spec.ne[0]
+        step = max(row, _CHUNK_BYTES // np.dtype(np_type).itemsize // row * row)  # whole rows per chunk
+        loud = HEAD_LOGIT_STD / row**0.5
         for start in range(0, n, step):
             count = min(step, n - start)
             if "norm" in spec.name:
                 yield np.ones(count, dtype=np_type)
             elif spec.name.endswith("ssm_a"):
                 yield (-rng.uniform(0.5, 4.0, count)).astype(np_type)
+            elif spec.name.endswith("nextn.eh_proj.weight"):
+                # the MTP block's input projection passes the trunk's hidden state through (identity on
+                # the hidden half of [token embedding, hidden]): the random MTP head then predicts what
+                # the trunk just predicted, so drafts are accepted whenever the model repeats a token
+                values = rng.standard_normal((row // 2, row), dtype=np.float32) * spec.std
+                values[:, row // 2 :] += np.eye(row // 2, dtype=np.float32)
+                yield values.reshape(-1).astype(np_type)
+                return
+            elif spec.head:
+                values = rng.standard_normal((count // row, row), dtype=np.float32) * spec.std
+                ids = np.arange(start // row, (start + count) // row)
+                values[_speakable(ids)] *= loud / spec.std
+                yield values.reshape(-1).astype(np_type)
             else:
                 yield (rng.standard_normal(count, dtype=np.float32) * spec.std).astype(np_type)
         return
