@@ -25,12 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_specgate import provision, workloads
-from pytest_specgate.client import Client
+from pytest_specgate import provision
 from pytest_specgate.config import Budget
-from pytest_specgate.measure import Measurement, Verdict, check_budget, decisive, summarize
-from pytest_specgate.memory import MemoryProbe
-from pytest_specgate.server import LlamaServer
+from pytest_specgate.measure import workloads
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.measure.stats import summarize
+from pytest_specgate.server.client import Client
+from pytest_specgate.server.memory import MemoryProbe
+from pytest_specgate.server.process import LlamaServer
+from pytest_specgate.verdict.budget import Verdict, check_budget, check_point, decisive
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = "2"
@@ -47,15 +50,16 @@ def pct(x: float) -> str:
     return f"{x * 100:+.2f}%"
 
 
-def adaptive_needed(values: list[float], budget: Budget, n_min: int = 5, confidence: float = 0.95) -> tuple[int, Verdict]:
+def adaptive_needed(values: list[float], budget: Budget, n_min: int = 5,
+                    confidence: float = 0.95) -> tuple[int, Verdict]:
     """Replay the gate's adaptive rule on a fixed stream of samples: how many until decisive?"""
     for k in range(n_min, len(values) + 1):
         m = Measurement(config="demo", workload="sweep", point=OUT, confidence=confidence)
         m.extra["decode_tps"] = values[:k]
-        results = m.check([budget])
+        results = check_point(m, [budget])
         if decisive(results):
             return k, results[0].verdict
-    return len(values), m.check([budget])[0].verdict
+    return len(values), check_point(m, [budget])[0].verdict
 
 
 def main() -> int:
@@ -103,12 +107,14 @@ def main() -> int:
         before_slot = [s.headers_ms or 0 for s in samples]
         harness = [g - b for g, b in zip(gap, before_slot)]
         rows.append(("(b) client TTFT - server prompt_ms", f"total {statistics.median(gap):.1f} ms, of which server "
-                     f"before slot start {statistics.median(before_slot):.1f} ms", f"{statistics.median(harness):.1f} ms "
+                     f"before slot start {statistics.median(before_slot):.1f} ms",
+                     f"{statistics.median(harness):.1f} ms "
                      "median harness", "<= 10 ms"))
         effect = statistics.median(on) / statistics.median(off) - 1
         share = cpu_per_read / probe.interval
         rows.append(("(f) memory sampler: CPU per read x reads/s", f"{cpu_per_read * 1000:.2f} ms per read every "
-                     f"{probe.interval:g} s; A/B decode on {statistics.median(on):.1f} vs off {statistics.median(off):.1f} "
+                     f"{probe.interval:g} s; A/B decode on {statistics.median(on):.1f} "
+                     f"vs off {statistics.median(off):.1f} "
                      f"tok/s ({pct(effect)}, within noise)", f"{share * 100:.3f}% of one core", "< 1%"))
         # (e) adaptive vs fixed N=10, for a far budget and one close to the measured median
         med = statistics.median(server_tps)
@@ -116,7 +122,8 @@ def main() -> int:
             budget = Budget(metric="decode_tps", workload="sweep", point=OUT, min=limit)
             k, verdict = adaptive_needed(server_tps, budget)
             fixed = check_budget(budget, summarize(server_tps)).verdict
-            rows.append((f"(e) adaptive vs N=10, {label} budget >= {limit:.1f}", f"adaptive {verdict.value}, fixed {fixed.value}",
+            rows.append((f"(e) adaptive vs N=10, {label} budget >= {limit:.1f}",
+                         f"adaptive {verdict.value}, fixed {fixed.value}",
                          f"{k} samples vs 10", "fewer, same verdict"))
         ratios = [p / t - 1 for p, t in zip(plain, tg)]
         rows.append(("(d) gate decode vs llama-bench tg, paired", f"gate {statistics.median(plain):.1f}, llama-bench "
@@ -129,7 +136,8 @@ def main() -> int:
     # (cache-reuse trios, tool calls) count as served time too
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pytest", "suites/", "--specgate-config=demo", "-q", "-p", "no:cacheprovider",
+        subprocess.run([sys.executable, "-m", "pytest", "suites/", "--specgate-config=demo", "-q",
+                        "-p", "no:cacheprovider",
                         f"--specgate-results={tmp}/results", f"--basetemp={tmp}/bt"], cwd=REPO, check=True,
                        capture_output=True)
         wall = time.perf_counter() - t0
@@ -138,7 +146,8 @@ def main() -> int:
         served = sum(float(x) for log in Path(tmp, "bt").rglob("llama-server-*.log")
                      for x in re.findall(r"total time =\s+([\d.]+) ms", log.read_text(errors="replace"))) / 1000
         overhead = (wall - load - served) / (load + served)
-        rows.append(("(c) suites/ wall vs load + server time", f"wall {wall:.1f} s, load {load:.1f} s, served {served:.1f} s",
+        rows.append(("(c) suites/ wall vs load + server time",
+                     f"wall {wall:.1f} s, load {load:.1f} s, served {served:.1f} s",
                      pct(overhead), "<= 5% beyond load"))
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     head = ("check", "figures", "result", "target")

@@ -7,13 +7,18 @@ import sys
 from pathlib import Path
 
 from pytest_specgate.errors import SpecgateError
+from pytest_specgate.provision import provision_all
+from pytest_specgate.report.write import write_all
+from pytest_specgate.store import load
+from pytest_specgate.verdict.baseline import compare
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="specgate", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("provision", help="build the pinned CPU llama-server, assemble the demo model, make synthetic GGUFs")
-    rep = sub.add_parser("report", help="re-render report.{json,md,html} and benchmark-*.json from a stored results file")
+    rep = sub.add_parser("report",
+                         help="re-render report.{json,md,html} and benchmark-*.json from a stored results file")
     rep.add_argument("results", type=Path, help="a results file: latest.json, runs/*.json, baselines/*.json")
     rep.add_argument("--out", type=Path, default=None, help="directory for the reports (default: the results file's)")
     cmp = sub.add_parser("compare", help="compare two stored runs; exit 1 when a metric regressed beyond its threshold")
@@ -23,21 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "provision":
-            from pytest_specgate import provision
-
-            provision.provision_all()
+            provision_all()
         elif args.cmd == "report":
-            from pytest_specgate import report, results
-
-            run = results.load(args.results)
+            run = load(args.results)
             out = args.out or args.results.parent
-            for path in report.write_all(run, out):
+            for path in write_all(run, out):
                 print(path)
         elif args.cmd == "compare":
-            from pytest_specgate import baseline, results
-
-            old, new = results.load(args.old), results.load(args.new)
-            comparison = baseline.compare(old, new, new.thresholds, confidence=args.confidence, name=str(args.old))
+            old, new = load(args.old), load(args.new)
+            comparison = compare(old, new, new.thresholds, confidence=args.confidence, name=str(args.old))
             print("\n".join(comparison.lines(verbose=True)))
             return 1 if comparison.failed else 0
     except SpecgateError as e:

@@ -12,9 +12,10 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from pytest_specgate.errors import SpecgateConfigError
 
@@ -273,8 +274,8 @@ def find_config_file(start: Path) -> Path | None:
     return None
 
 
-def _loc(err: dict[str, object]) -> str:
-    return ".".join(str(p) for p in err["loc"])  # type: ignore[union-attr]
+def _loc(err: ErrorDetails) -> str:
+    return ".".join(str(p) for p in err["loc"])
 
 
 def _explain(path: Path, prefix: str, exc: ValidationError) -> SpecgateConfigError:
@@ -284,7 +285,7 @@ def _explain(path: Path, prefix: str, exc: ValidationError) -> SpecgateConfigErr
         if err["type"] == "extra_forbidden":
             fix = "remove it or check its spelling (see the README's config reference)"
         elif err["type"] == "literal_error":
-            fix = f"use one of: {err.get('ctx', {}).get('expected', '')}"  # type: ignore[union-attr]
+            fix = f"use one of: {(err.get('ctx') or {}).get('expected', '')}"
         else:
             fix = "see the README's config reference"
         lines.append(f"{path}: key {key!r}: {err['msg']}. Fix: {fix}.")
@@ -337,12 +338,13 @@ def load(path: Path) -> SpecgateFile:
     return SpecgateFile(default=default, configs=configs, thresholds=thresholds, path=str(path))
 
 
-def _resolve(name: str, raws: dict[str, RawConfig], path: Path, prefix: str, seen: tuple[str, ...] = ()) -> ServingConfig:
+def _resolve(name: str, raws: dict[str, RawConfig], path: Path, prefix: str,
+             seen: tuple[str, ...] = ()) -> ServingConfig:
     if name in seen:
         chain = " -> ".join((*seen, name))
         raise SpecgateConfigError(f"{path}: configs extend each other in a loop ({chain}). Fix: break the cycle.")
     raw = raws[name]
-    merged: dict[str, object] = {}
+    merged: dict[str, Any] = {}
     if raw.extends:
         if raw.extends not in raws:
             raise SpecgateConfigError(
@@ -355,10 +357,10 @@ def _resolve(name: str, raws: dict[str, RawConfig], path: Path, prefix: str, see
         merged["budgets"] = list(parent.budgets)
     own = raw.model_dump(exclude_none=True, exclude={"extends", "args", "args_remove", "env", "workloads", "budgets"})
     merged.update(own)
-    merged["args"] = merge_args(list(merged.get("args", [])), raw.args or [], raw.args_remove or [])  # type: ignore[arg-type]
-    merged["env"] = {**merged.get("env", {}), **(raw.env or {})}  # type: ignore[dict-item]
-    merged["workloads"] = {**merged.get("workloads", {}), **(raw.workloads or {})}  # type: ignore[dict-item]
-    budgets = {b.key: b for b in merged.get("budgets", [])}  # type: ignore[union-attr]
+    merged["args"] = merge_args(list(merged.get("args", [])), raw.args or [], raw.args_remove or [])
+    merged["env"] = {**merged.get("env", {}), **(raw.env or {})}
+    merged["workloads"] = {**merged.get("workloads", {}), **(raw.workloads or {})}
+    budgets = {b.key: b for b in merged.get("budgets", [])}
     budgets.update({b.key: b for b in raw.budgets or []})
     merged["budgets"] = list(budgets.values())
     try:

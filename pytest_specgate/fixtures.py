@@ -1,4 +1,4 @@
-"""Fixtures for suite authors. Each is small; the work happens in ``Gate``.
+"""Fixtures for suite authors. Each is small; the work happens in the ``Session``.
 
 Errors from specgate (preflight, server start, short samples) become plain test failures with the
 message and no traceback into the plugin: the message is the useful part.
@@ -14,11 +14,11 @@ import pytest
 
 from pytest_specgate.config import Budget, ServingConfig
 from pytest_specgate.errors import SpecgateError
-from pytest_specgate.gate import Gate
-from pytest_specgate.measure import BudgetResult, Measurement
-from pytest_specgate.memory import MemoryProbe
-from pytest_specgate.pool import Running
-from pytest_specgate.state import gate_key
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.server.memory import MemoryProbe
+from pytest_specgate.server.pool import Running
+from pytest_specgate.session import Session, session_key
+from pytest_specgate.verdict.budget import BudgetResult
 
 
 @contextmanager
@@ -30,20 +30,20 @@ def specgate_errors() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def specgate_gate(pytestconfig: pytest.Config) -> Gate:
-    """The session's Gate (configs, pool, measurements, verdicts)."""
-    return pytestconfig.stash[gate_key]
+def specgate_gate(pytestconfig: pytest.Config) -> Session:
+    """The run's ``Session`` (configs, pool, measurements, verdicts); the name predates the class."""
+    return pytestconfig.stash[session_key]
 
 
 @pytest.fixture(scope="session")
-def specgate_config(specgate_gate: Gate) -> ServingConfig:
+def specgate_config(specgate_gate: Session) -> ServingConfig:
     """The selected serving config (``--specgate-config``), resolved through ``extends``."""
     with specgate_errors():
         return specgate_gate.selected
 
 
 @pytest.fixture(scope="session")
-def specgate_reference(specgate_gate: Gate, specgate_config: ServingConfig) -> ServingConfig:
+def specgate_reference(specgate_gate: Session, specgate_config: ServingConfig) -> ServingConfig:
     """The selected config's ``reference`` config; skips tests that need one when there is none."""
     if not specgate_config.reference:
         pytest.skip(f"config {specgate_config.name!r} has no `reference` to compare with")
@@ -56,7 +56,7 @@ def specgate_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture
-def specgate_server(specgate_gate: Gate, specgate_config: ServingConfig, specgate_log_dir: Any) -> Running:
+def specgate_server(specgate_gate: Session, specgate_config: ServingConfig, specgate_log_dir: Any) -> Running:
     """The running llama-server for the selected config: ``.server`` (url, pid, log_path, argv),
     ``.client`` and ``.memory``. Started once per session and reused; restarted only if another
     config was measured in between."""
@@ -77,7 +77,7 @@ def specgate_memory(specgate_server: Running) -> MemoryProbe:
 
 
 @pytest.fixture
-def specgate_measure(specgate_gate: Gate, specgate_config: ServingConfig, specgate_log_dir: Any,
+def specgate_measure(specgate_gate: Session, specgate_config: ServingConfig, specgate_log_dir: Any,
                      request: pytest.FixtureRequest) -> Callable[..., Measurement]:
     """``measure(workload, point=None, config=None) -> Measurement``: warm-ups, N samples, adaptive.
 
@@ -93,7 +93,7 @@ def specgate_measure(specgate_gate: Gate, specgate_config: ServingConfig, specga
 
 
 @pytest.fixture
-def specgate_measure_pair(specgate_gate: Gate, specgate_config: ServingConfig, specgate_reference: ServingConfig,
+def specgate_measure_pair(specgate_gate: Session, specgate_config: ServingConfig, specgate_reference: ServingConfig,
                           specgate_log_dir: Any) -> Callable[..., tuple[Measurement, Measurement]]:
     """``measure_pair(workload, point=None) -> (config, reference)``: A/B blocks alternated in one run."""
 
@@ -106,7 +106,7 @@ def specgate_measure_pair(specgate_gate: Gate, specgate_config: ServingConfig, s
 
 
 @pytest.fixture
-def specgate_check(specgate_gate: Gate) -> Callable[..., list[BudgetResult]]:
+def specgate_check(specgate_gate: Session) -> Callable[..., list[BudgetResult]]:
     """``check(measurement, budgets=None)``: judge the config's budgets for that point; a failure
     fails the test with budget, median, interval, N and samples."""
 

@@ -1,4 +1,4 @@
-"""pytest11 entry point: thin hooks that delegate to the ``Gate`` kept in ``config.stash``."""
+"""pytest11 entry point: thin hooks that delegate to the ``Session`` kept in ``config.stash``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from pytest_specgate import options, report
+from pytest_specgate import options
 from pytest_specgate.errors import SpecgateError
+from pytest_specgate.finish import Outcome, Remote, finish, merge_worker, worker_payload
 from pytest_specgate.fixtures import (  # noqa: F401  (registered as plugin fixtures)
     specgate_check,
     specgate_client,
@@ -20,8 +21,10 @@ from pytest_specgate.fixtures import (  # noqa: F401  (registered as plugin fixt
     specgate_reference,
     specgate_server,
 )
-from pytest_specgate.gate import Gate, Options
-from pytest_specgate.state import gate_key
+from pytest_specgate.measure.measurement import measurement_order
+from pytest_specgate.report.rows import rows_for
+from pytest_specgate.report.terminal import TerminalSummary, terminal
+from pytest_specgate.session import Session, outcome_key, remote_key, session_key
 
 #: fixtures whose use means "this run needs a llama-server": preflight runs before the first test
 SERVER_FIXTURES = {"specgate_server", "specgate_client", "specgate_measure", "specgate_measure_pair", "specgate_memory"}
@@ -34,14 +37,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "quick: a fast check (fewer samples); select with -m quick")
     config.addinivalue_line("markers", "specgate_workload(name): the field-report workload a test measures")
-    config.stash[gate_key] = Gate(Options.from_pytest(config))
+    config.stash[session_key] = Session(options.Options.from_pytest(config))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "specgate_output_len" in metafunc.fixturenames:
-        gate = metafunc.config.stash[gate_key]
+        session = metafunc.config.stash[session_key]
         try:
-            wl = gate.selected.workloads
+            wl = session.selected.workloads
         except SpecgateError as e:
             raise pytest.UsageError(str(e)) from None
         quick = set(wl.quick_sweep or [max(wl.sweep)])
@@ -55,41 +58,71 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if config.option.collectonly or not any(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
         return
     try:
-        config.stash[gate_key].preflight_selected()
+        config.stash[session_key].preflight_selected()
     except SpecgateError as e:
         raise pytest.UsageError(f"specgate preflight failed:\n{e}") from None
 
 
+def summary(state: Session, outcome: Outcome | None) -> TerminalSummary:
+    """The plain data the terminal summary prints."""
+    measured = sorted(state.measurements.values(), key=measurement_order)
+    return TerminalSummary(
+        rows=rows_for(measured, state.verdicts),
+        load_seconds=dict(state.pool.load_seconds) if state.pool is not None else {},
+        skipped=[r.message for r in state.verdicts if r.verdict.value == "skipped"],
+        notes=list(state.notes),
+        files=list(outcome.files) if outcome is not None else None,
+        errors=list(outcome.errors) if outcome is not None else [],
+        baseline=list(outcome.baseline) if outcome is not None else [],
+    )
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    gate = config.stash[gate_key]
-    if gate.pool is not None or gate.measurements or gate.results:
-        report.terminal(gate, terminalreporter)
+    state = config.stash[session_key]
+    if state.pool is not None or state.measurements or state.verdicts:
+        terminal(summary(state, config.stash.get(outcome_key, None)), terminalreporter)
+
+
+def _finish(state: Session, config: pytest.Config) -> Outcome:
+    """Build the run (fingerprints, host) and hand it to ``finish``; a failure to build is reported, not raised."""
+    remote = config.stash.get(remote_key, Remote())
+    outcome = Outcome(errors=list(remote.errors))
+    try:
+        run = state.build_run(remote)
+    except (SpecgateError, OSError) as e:
+        outcome.errors.append(f"specgate could not assemble this run's results: {e}")
+        outcome.failed = True
+        return outcome
+    opts = state.options
+    return finish(run, opts.results_path, save_name=opts.baseline_save, compare_name=opts.baseline_compare,
+                  confidence=state.confidence(), outcome=outcome)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    gate = session.config.stash[gate_key]
-    gate.shutdown()  # first: the pool's memory figures are read when it stops
-    if not (gate.measurements or gate.results):
+    state = session.config.stash[session_key]
+    state.shutdown()  # first: the pool's memory figures are read when it stops
+    if not (state.measurements or state.verdicts):
         return
-    from pytest_specgate import results
-
     if hasattr(session.config, "workerinput"):  # xdist worker: the controller stores the run
-        session.config.workeroutput["specgate"] = results.worker_payload(gate)
+        configs, errors = state.fingerprints()
+        payload = worker_payload(state.measurements, state.verdicts, configs, state.memory(), errors)
+        session.config.workeroutput["specgate"] = payload  # type: ignore[attr-defined]
         return
-    if results.finish(gate, session.config):  # baseline FAIL or unreadable results file: fail the run
+    outcome = session.config.stash[outcome_key] = _finish(state, session.config)
+    if outcome.failed:  # baseline FAIL or unreadable results file: fail the run
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """xdist controller: fold a finished worker's measurements into this process's Gate."""
+    """xdist controller: fold a finished worker's measurements into this process's session."""
     payload = getattr(node, "workeroutput", {}).get("specgate")
     if payload:
-        from pytest_specgate import results
-
-        results.merge_worker(node.config.stash[gate_key], node.config, payload)
+        state = node.config.stash[session_key]
+        remote = node.config.stash.setdefault(remote_key, Remote())
+        merge_worker(payload, state.measurements, state.verdicts, remote)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if gate_key in config.stash:
-        config.stash[gate_key].shutdown()
+    if session_key in config.stash:
+        config.stash[session_key].shutdown()

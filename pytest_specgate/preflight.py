@@ -10,7 +10,6 @@ problem as one paragraph that names the config, the key and the fix.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import shutil
@@ -19,9 +18,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from pytest_specgate._files import sha256_file as _hash_file
 from pytest_specgate.config import ServingConfig, expand, flag_values, group_args
 from pytest_specgate.errors import PreflightError, SpecgateError
 from pytest_specgate.gguf_header import NotGGUF, read_header
+from pytest_specgate.provision.catalog import provisioned_path
 
 #: flags the plugin sets itself; a config must not (it would break port allocation or the model swap)
 RESERVED = {"-m", "--model", "--port", "--host", "-hf", "--hf-repo", "-mu", "--model-url", "--log-file",
@@ -68,9 +69,7 @@ def resolve_binary(cfg: ServingConfig) -> Path:
     where = f"{cfg.source}: [configs.{cfg.name}] binary"
     raw = cfg.binary
     if raw.startswith("provisioned:"):
-        from pytest_specgate import provision
-
-        return provision.provisioned_path(raw.split(":", 1)[1], where=where)
+        return provisioned_path(raw.split(":", 1)[1], where=where)
     value = expand(raw, where=where)
     var = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)
     how = (f"set {var.group(1)}=/path/to/llama-server" if var
@@ -100,7 +99,8 @@ def _help_text(key: str, path: str) -> str:
         proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20, env=env,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise PreflightError(f"{path} --help could not run: {e}. Fix: check that the binary is a llama-server build for this machine.") from None
+        raise PreflightError(f"{path} --help could not run: {e}. "
+                             "Fix: check that the binary is a llama-server build for this machine.") from None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-800:]
         raise PreflightError(
@@ -179,7 +179,8 @@ def check_args(cfg: ServingConfig, help_: BinaryHelp, binary: Path) -> list[str]
     problems = []
     for flag, values in group_args(cfg.args):
         if not flag.startswith("-"):
-            problems.append(f"{where}: {flag!r} is not a flag. Fix: args is a list like [\"-c\", \"4096\", \"-fa\", \"on\"].")
+            problems.append(f"{where}: {flag!r} is not a flag. "
+                            "Fix: args is a list like [\"-c\", \"4096\", \"-fa\", \"on\"].")
             continue
         if flag in RESERVED:
             problems.append(f"{where}: {flag} is set by specgate itself. Fix: remove it from args "
@@ -211,9 +212,7 @@ def resolve_model(cfg: ServingConfig) -> Path:
     where = f"{cfg.source}: [configs.{cfg.name}] model"
     raw = cfg.model
     if raw.startswith("provisioned:"):
-        from pytest_specgate import provision
-
-        return provision.provisioned_path(raw.split(":", 1)[1], where=where)
+        return provisioned_path(raw.split(":", 1)[1], where=where)
     path = Path(expand(raw, where=where))
     if not path.is_file():
         var = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)
@@ -252,8 +251,9 @@ def check_model(cfg: ServingConfig, facts: ModelFacts) -> list[str]:
     if "draft-mtp" in spec_types and facts.nextn_predict_layers <= 0 and not has_draft:
         return [
             f"{cfg.source}: [configs.{cfg.name}] uses --spec-type draft-mtp, but {facts.path} has no MTP layers "
-            f"({facts.architecture}.nextn_predict_layers is {facts.nextn_predict_layers}); llama-server would exit with "
-            f"'failed to create MTP context'. Fix: use the MTP variant of the GGUF (e.g. *-mtp.gguf) or pass an MTP head with -md."
+            f"({facts.architecture}.nextn_predict_layers is {facts.nextn_predict_layers}); "
+            f"llama-server would exit with 'failed to create MTP context'. "
+            f"Fix: use the MTP variant of the GGUF (e.g. *-mtp.gguf) or pass an MTP head with -md."
         ]
     return []
 
@@ -277,11 +277,8 @@ class Resolved(BaseModel):
 
 @functools.lru_cache(maxsize=16)
 def _sha256(key: str, path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """In-process memo keyed by (path, size, mtime): preflight runs per config, binaries are shared."""
+    return _hash_file(path)
 
 
 def sha256_file(path: Path) -> str:
@@ -298,7 +295,8 @@ def template_path(cfg: ServingConfig) -> Path | None:
     if not path.is_absolute():
         path = Path(cfg.source).parent / path
     if not path.is_file():
-        raise PreflightError(f"{cfg.source}: [configs.{cfg.name}] chat_template_file: {path} does not exist. Fix: correct the path.")
+        raise PreflightError(f"{cfg.source}: [configs.{cfg.name}] chat_template_file: {path} does not exist. "
+                             "Fix: correct the path.")
     return path
 
 
@@ -306,9 +304,7 @@ def resolve_arg(cfg: ServingConfig, arg: str) -> str:
     """Args may use ${VAR} and ``provisioned:NAME`` (e.g. a draft model made by `specgate provision`)."""
     where = f"{cfg.source}: [configs.{cfg.name}] args"
     if arg.startswith("provisioned:"):
-        from pytest_specgate import provision
-
-        return str(provision.provisioned_path(arg.split(":", 1)[1], where=where))
+        return str(provisioned_path(arg.split(":", 1)[1], where=where))
     return expand(arg, where=where) if "${" in arg else arg
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from syrupy.matchers import path_type
 
-from pytest_specgate.sample import Sample
+from pytest_specgate.measure.sample import Sample
 
 #: volatile fields: any path ending in ".id" is compared by type only
 tool_call_matcher = path_type({r".*\.id": (str,)}, regex=True)

@@ -5,13 +5,15 @@ much shorter prefill, and a stable prefix with a varying last user turn must reu
 Defaults apply unless the config sets budgets for workload "cache-reuse".
 """
 
-from pytest_specgate import workloads
-from pytest_specgate.config import Budget
+from pytest_specgate import Budget, workloads
 
 DEFAULTS = [
-    Budget(metric="cache_reuse", workload="cache-reuse", min=0.99, note="identical request: >= 99% of the prompt from cache"),
-    Budget(metric="prefill_speedup", workload="cache-reuse", min=2.0, note="identical request: prefill at least 2x faster"),
-    Budget(metric="prefix_reuse", workload="cache-reuse", min=0.8, note="varying last turn: the stable prefix is reused"),
+    Budget(metric="cache_reuse", workload="cache-reuse", min=0.99,
+           note="identical request: >= 99% of the prompt from cache"),
+    Budget(metric="prefill_speedup", workload="cache-reuse", min=2.0,
+           note="identical request: prefill at least 2x faster"),
+    Budget(metric="prefix_reuse", workload="cache-reuse", min=0.8,
+           note="varying last turn: the stable prefix is reused"),
 ]
 
 

@@ -6,7 +6,7 @@ after warm-ups. Budgets come from the config (e.g. mtp: decode_tps >= 44 at swee
 
 import pytest
 
-from pytest_specgate.measure import paired_ratios
+from pytest_specgate import paired_ratios
 
 
 @pytest.mark.specgate_workload("sweep")

@@ -42,12 +42,14 @@ def probe(specgate_gate, specgate_config, specgate_reference, specgate_log_dir):
 def test_lossless_probe(workload, probe, specgate_gate, specgate_config, specgate_reference, specgate_check):
     result = probe[workload]
     for metric in ("exact_match", "drift_chars", "first_divergence"):
-        m = specgate_gate.derive(specgate_config.name, workload, None, metric, getattr(result, metric), variant="lossless")
+        m = specgate_gate.derive(specgate_config.name, workload, None, metric, getattr(result, metric),
+                                 variant="lossless")
     print(f"{specgate_config.name} vs {specgate_reference.name}, {workload}: match {result.match_rate:.0%} "
           f"of {result.n}, drift chars {result.drift_chars}, first divergence {result.first_divergence} "
           f"(reference lengths {result.reference_chars})")
     if workload == "tool-call":
-        assert all(o for o in result.reference_tool_calls), "the reference produced no tool call: check the chat template"
+        assert all(o for o in result.reference_tool_calls), \
+            "the reference produced no tool call: check the chat template"
         assert not result.tool_shape_mismatches, (
             "tool-call name, argument keys or JSON shape differ from the reference:\n"
             + "\n".join(result.tool_shape_mismatches))

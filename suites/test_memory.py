@@ -7,7 +7,7 @@ is reported as skipped, with the reason.
 
 import pytest
 
-from pytest_specgate.measure import check_budget
+from pytest_specgate import check_budget
 
 
 @pytest.mark.quick
@@ -20,7 +20,8 @@ def test_memory_budget(specgate_measure, specgate_memory, specgate_config, specg
         m = specgate_gate.derive(specgate_config.name, "memory", None, metric, [value])
     budgets = specgate_config.budgets_for("memory", None)
     results = specgate_check(m, [b for b in budgets if b.metric in figures])  # fails the test on a broken budget
-    skipped = [check_budget(b, None, specgate_memory.skip_reason(b.metric)).model_copy(update={"config": specgate_config.name})
+    skipped = [check_budget(b, None, specgate_memory.skip_reason(b.metric))
+               .model_copy(update={"config": specgate_config.name})
                for b in budgets if b.metric not in figures]
     specgate_gate.judge(skipped)
     if skipped and not results:

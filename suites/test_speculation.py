@@ -7,8 +7,7 @@ config's `reference` in the same run, on the same points, as paired sample ratio
 
 import pytest
 
-from pytest_specgate.config import Budget
-from pytest_specgate.measure import crossover_point, paired_ratios
+from pytest_specgate import Budget, crossover_point, paired_ratios
 
 
 def test_speculation_is_active(specgate_measure, specgate_check, specgate_config):

@@ -10,8 +10,7 @@ import json
 
 import pytest
 
-from pytest_specgate import workloads
-from pytest_specgate.snapshots import tool_call_matcher, tool_call_record
+from pytest_specgate import tool_call_matcher, tool_call_record, workloads
 
 
 @pytest.mark.quick

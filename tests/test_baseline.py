@@ -6,15 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_results import HOST, make_run, measurement, rates
+from factories import HOST, fingerprint, make_run, measurement, rates
 
-from pytest_specgate import baseline
+from pytest_specgate import fingerprint as fp
+from pytest_specgate import store
 from pytest_specgate.errors import ResultsError
-from pytest_specgate.measure import Measurement, Verdict
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.verdict import baseline
+from pytest_specgate.verdict.budget import Verdict
 
 
 def decode_change(cmp: baseline.Comparison, point: int = 256, metric: str = "decode_tps") -> baseline.Change:
-    (found,) = [c for c in cmp.changes if c.metric == metric and c.point == point and c.config == "demo" and not c.variant]
+    (found,) = [c for c in cmp.changes
+                if c.metric == metric and c.point == point and c.config == "demo" and not c.variant]
     return found
 
 
@@ -91,33 +95,32 @@ def test_bootstrap_is_deterministic_and_covers_the_true_change() -> None:
 
 
 def test_judge_directions() -> None:
-    assert baseline.judge(-0.5, -0.4, 0.05, True) is Verdict.FAIL
-    assert baseline.judge(-0.02, 0.03, 0.05, True) is Verdict.PASS
-    assert baseline.judge(-0.08, 0.01, 0.05, True) is Verdict.INCONCLUSIVE
-    assert baseline.judge(0.2, 0.4, 0.10, False) is Verdict.FAIL
-    assert baseline.judge(-0.3, 0.05, 0.10, False) is Verdict.PASS
+    assert baseline.judge_change(-0.5, -0.4, 0.05, True) is Verdict.FAIL
+    assert baseline.judge_change(-0.02, 0.03, 0.05, True) is Verdict.PASS
+    assert baseline.judge_change(-0.08, 0.01, 0.05, True) is Verdict.INCONCLUSIVE
+    assert baseline.judge_change(0.2, 0.4, 0.10, False) is Verdict.FAIL
+    assert baseline.judge_change(-0.3, 0.05, 0.10, False) is Verdict.PASS
 
 
 def test_flag_diff_as_groups() -> None:
     old = ["-t", "2", "-c", "4096", "-fa", "on", "--jinja"]
     new = ["-t", "1", "-c", "4096", "--jinja", "--spec-type", "ngram-mod"]
-    assert baseline.flag_diff(old, new) == ["-t 2 -> -t 1", "added --spec-type ngram-mod", "removed -fa on"]
-    assert baseline.flag_diff(old, list(old)) == []
+    assert fp.flag_diff(old, new) == ["-t 2 -> -t 1", "added --spec-type ngram-mod", "removed -fa on"]
+    assert fp.flag_diff(old, list(old)) == []
 
 
 def test_fingerprint_sentences() -> None:
-    from test_results import fingerprint
 
     old = fingerprint("demo")
     new = fingerprint("demo", binary_sha="c3d4e5f6" * 8, model_sha="99" * 32).model_copy(
         update={"binary_version": "version: 11500 (ffeeddc)", "env_keys": ["CUDA_VISIBLE_DEVICES"]})
     new.model_facts.file_type = 7
-    got = baseline.fingerprint_changes(old, new)
+    got = fp.fingerprint_changes(old, new)
     assert got[0] == ("binary changed (sha256 a1b2c3d4.. -> c3d4e5f6..; version: 11434 (0a1b2c3) -> "
                       "version: 11500 (ffeeddc))")
     assert got[1] == "GGUF changed (sha256 5e6f7a8b.. -> 99999999..; file_type 15 -> 7)"
     assert got[2] == "env changed: added CUDA_VISIBLE_DEVICES"
-    assert baseline.fingerprint_changes(old, old) == []
+    assert fp.fingerprint_changes(old, old) == []
 
 
 def test_different_hardware_warns_but_a_new_hostname_does_not() -> None:
@@ -147,13 +150,14 @@ def test_zero_median_is_skipped_not_divided() -> None:
 
 def test_save_and_load_baselines(tmp_path: Path) -> None:
     run = make_run()
-    path = baseline.save(run, tmp_path, "v1.2_main")
+    path = store.save_baseline(run, tmp_path, "v1.2_main")
     assert path == tmp_path / "baselines" / "v1.2_main.json"
-    assert baseline.load(tmp_path, "v1.2_main") == run
-    with pytest.raises(ResultsError, match=r"no baseline named 'nope'.*known: v1.2_main.*--specgate-baseline-save nope"):
-        baseline.load(tmp_path, "nope")
+    assert store.load_baseline(tmp_path, "v1.2_main") == run
+    with pytest.raises(ResultsError,
+                       match=r"no baseline named 'nope'.*known: v1.2_main.*--specgate-baseline-save nope"):
+        store.load_baseline(tmp_path, "nope")
     with pytest.raises(ResultsError, match="not usable as a file name"):
-        baseline.save(run, tmp_path, "../escape")
+        store.save_baseline(run, tmp_path, "../escape")
 
 
 def test_corrupt_baseline_is_reported_not_replaced(tmp_path: Path) -> None:
@@ -161,9 +165,9 @@ def test_corrupt_baseline_is_reported_not_replaced(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text('{"schema_version": 1, "truncated')
     with pytest.raises(ResultsError, match="main.json: is not valid JSON"):
-        baseline.load(tmp_path, "main")
+        store.load_baseline(tmp_path, "main")
     with pytest.raises(ResultsError, match="will not overwrite it"):
-        baseline.save(make_run(), tmp_path, "main")
+        store.save_baseline(make_run(), tmp_path, "main")
 
 
 def test_variants_are_compared_with_their_own_kind() -> None:

@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 
 from pytest_specgate.config import Budget
-from pytest_specgate.measure import (
-    Measurement,
-    Verdict,
-    check_budget,
-    decisive,
-    median_ci,
-    paired_ratios,
-    summarize,
-)
-from pytest_specgate.sample import Sample, Timings
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.measure.sample import Sample, Timings
+from pytest_specgate.measure.stats import median_ci, paired_ratios, summarize
+from pytest_specgate.verdict.budget import Verdict, check_budget, check_point, decisive
 
 
 def sample(**kw) -> Sample:
@@ -150,7 +144,8 @@ def test_measurement_values_and_stats():
 def test_measurement_check_names_config_and_skips_missing():
     m = Measurement(config="demo", workload="sweep", point=256,
                     samples=[sample(predicted_per_second=v) for v in (40, 41, 42, 43, 44)])
-    res = m.check([Budget(metric="decode_tps", point=256, min=8), Budget(metric="acceptance", point=256, min=0.5)])
+    res = check_point(m, [Budget(metric="decode_tps", point=256, min=8),
+                          Budget(metric="acceptance", point=256, min=0.5)])
     assert [r.verdict for r in res] == [Verdict.PASS, Verdict.SKIPPED]
     assert all(r.config == "demo" for r in res)
     assert "acceptance not reported by this config" in res[1].message

@@ -15,6 +15,11 @@ import textwrap
 import pytest
 
 from conftest import REPO, toml_config
+from pytest_specgate.config import Budget
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.options import Options
+from pytest_specgate.session import Session
+from pytest_specgate.verdict.budget import check_point
 
 USES_SERVER = """
 def test_uses_server(specgate_server):
@@ -69,7 +74,8 @@ def test_ini_option_selects_config(pytester: pytest.Pytester) -> None:
 
 def test_old_spec_type_value_fails_in_preflight(pytester: pytest.Pytester, server_bin, tiny_gguf) -> None:
     """A config written for an older build (`--spec-type mtp`) fails before any model load."""
-    pytester.makefile(".toml", specgate=toml_config("old", server_bin, tiny_gguf, ["--spec-type", "mtp", "--draft-max", "4"]))
+    pytester.makefile(".toml", specgate=toml_config("old", server_bin, tiny_gguf,
+                                                    ["--spec-type", "mtp", "--draft-max", "4"]))
     pytester.makepyfile(USES_SERVER)
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -83,7 +89,8 @@ def test_mtp_config_without_model_fails_fast_naming_path_and_variable(tmp_path) 
     """The README's GPU command on a machine without the model: a one-paragraph error, no traceback."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECGATE_")}
     env["HOME"] = str(tmp_path)  # so ~/models/... certainly does not exist
-    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "--specgate-config=mtp", "-p", "no:cacheprovider"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "--specgate-config=mtp",
+                           "-p", "no:cacheprovider"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
     assert f"model file {tmp_path}/models/Qwen3.6-27B-Q4_K_M-mtp.gguf does not exist" in proc.stderr
@@ -138,19 +145,15 @@ def test_budget_failure_reads_like_a_sentence(pytester: pytest.Pytester, server_
 @pytest.mark.parametrize("strict", [False, True])
 def test_inconclusive_warns_and_fails_only_under_strict(strict: bool, tmp_path) -> None:
     """--specgate-strict turns an interval that straddles the budget into a failure."""
-    from pytest_specgate.config import Budget
-    from pytest_specgate.gate import Gate, Options
-    from pytest_specgate.measure import Measurement
-
-    gate = Gate(Options(config=None, file=None, strict=strict, samples=None, results_dir=".specgate",
+    gate = Session(Options(config=None, file=None, strict=strict, samples=None, results_dir=".specgate",
                         rootdir=tmp_path, quick=False))
     m = Measurement(config="demo", workload="sweep", point=64)
     m.extra["decode_tps"] = [40.0, 44.0, 46.0, 50.0, 52.0]  # interval [40, 52] straddles 45
-    results = m.check([Budget(metric="decode_tps", point=64, min=45)])
+    results = check_point(m, [Budget(metric="decode_tps", point=64, min=45)])
     if strict:
         with pytest.raises(AssertionError, match="INCONCLUSIVE"):
             gate.judge(results)
     else:
         with pytest.warns(pytest.PytestWarning, match="INCONCLUSIVE"):
             gate.judge(results)
-    assert gate.results == results
+    assert gate.verdicts == results

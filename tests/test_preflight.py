@@ -145,7 +145,8 @@ def test_check_args_removed_flag_hint_when_absent_from_help():
 
 def test_check_args_removed_flag_listed_in_help():
     """Current builds still list removed flags in --help, only to reject them at startup."""
-    assert any("--draft-max was removed from this binary: use --spec-draft-n-max" in p for p in problems("--draft-max", "6"))
+    assert any("--draft-max was removed from this binary: use --spec-draft-n-max" in p
+               for p in problems("--draft-max", "6"))
 
 
 @pytest.mark.parametrize("flag", ["--port", "-m", "--model", "--host"])

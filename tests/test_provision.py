@@ -21,8 +21,7 @@ from pydantic import ValidationError
 
 from pytest_specgate import provision
 from pytest_specgate.errors import PreflightError
-from pytest_specgate.server import LlamaServer
-from pytest_specgate.workloads import GET_WEATHER
+from pytest_specgate.measure.workloads import GET_WEATHER
 from pytest_specgate.provision import (
     DEMO_MODEL_SHA256,
     BuildInfo,
@@ -34,7 +33,7 @@ from pytest_specgate.provision import (
     tool_chat_template,
 )
 from pytest_specgate.provision.llama_cpp import reusable_build
-
+from pytest_specgate.server.process import LlamaServer
 
 
 def sha256(path: Path) -> str:

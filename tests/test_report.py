@@ -1,20 +1,25 @@
-"""Report files (Markdown, HTML with plots, benchmark JSON), the terminal sections, and the CLI."""
+"""Report files (Markdown, HTML with plots, benchmark JSON) and the terminal sections."""
 
 from __future__ import annotations
 
 import base64
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from test_results import make_run, rates
+from factories import make_run, rates
 
-from pytest_specgate import baseline, cli, html, report, results
-from pytest_specgate.measure import Measurement, crossover_point
+from pytest_specgate import Budget, check_budget
+from pytest_specgate.measure.measurement import Measurement, measurement_order
+from pytest_specgate.measure.stats import crossover_point
+from pytest_specgate.report import markdown as report_md
+from pytest_specgate.report import page as html
+from pytest_specgate.report.benchmark import benchmark
+from pytest_specgate.report.rows import rows_for
+from pytest_specgate.report.terminal import TerminalSummary, terminal
+from pytest_specgate.report.write import write_all
+from pytest_specgate.store import load
+from pytest_specgate.verdict.baseline import compare
 
 FILES = {"report.json", "report.md", "report.html", "benchmark-bigger.json", "benchmark-smaller.json"}
 
@@ -26,9 +31,9 @@ def images(page: str) -> list[bytes]:
 def test_write_all_writes_every_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     run = make_run(with_reference=True)
-    written = report.write_all(run, tmp_path)
+    written = write_all(run, tmp_path)
     assert {p.name for p in written} == FILES
-    assert results.load(tmp_path / "report.json") == run
+    assert load(tmp_path / "report.json") == run
 
 
 def test_html_embeds_three_plots(tmp_path: Path) -> None:
@@ -78,7 +83,7 @@ def test_breakdown_adds_up_to_the_wall_clock() -> None:
 
 
 def test_markdown_has_fingerprint_and_table() -> None:
-    md = report.markdown(make_run())
+    md = report_md.markdown(make_run())
     assert md.startswith("# specgate: demo (20260101T120000Z-demo)")
     assert "| point | metric | median | p10-p90 | median CI | N | budget | verdict |" in md
     row = next(line for line in md.splitlines() if line.startswith("| sweep@256 | decode_tps (tok/s) |"))
@@ -90,8 +95,8 @@ def test_markdown_has_fingerprint_and_table() -> None:
 def test_markdown_includes_the_baseline_comparison() -> None:
     old = make_run({256: rates(40.0)})
     new = make_run({256: rates(20.0, seed=4)}, args=["-t", "1", "-np", "1", "-c", "4096"])
-    new.comparison = baseline.compare(old, new, name="main")
-    md = report.markdown(new)
+    new.comparison = compare(old, new, name="main")
+    md = report_md.markdown(new)
     assert "## Baseline comparison: main" in md
     assert "| demo | sweep@256 | decode_tps |" in md and "| fail |" in md
     assert "flags changed: -t 2 -> -t 1" in md
@@ -99,7 +104,7 @@ def test_markdown_includes_the_baseline_comparison() -> None:
 
 
 def test_benchmark_json_shape() -> None:
-    bigger, smaller = report.benchmark(make_run())
+    bigger, smaller = benchmark(make_run())
     for entries in (bigger, smaller):
         assert entries
         for e in entries:
@@ -117,16 +122,16 @@ def test_step_summary_is_appended(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    report.write_all(make_run(), tmp_path / "out")
+    write_all(make_run(), tmp_path / "out")
     text = summary.read_text()
     assert text.startswith("earlier step\n# specgate: demo")
 
 
 class Terminal:
-    """The two TerminalReporter methods report.terminal uses, recording what was written."""
+    """The two TerminalReporter methods terminal() uses, recording what was written."""
 
-    def __init__(self, config: object) -> None:
-        self.config, self.lines = config, []  # type: list[str]
+    def __init__(self) -> None:
+        self.lines: list[str] = []
 
     def section(self, title: str, sep: str = "=", **kw: object) -> None:
         self.lines.append(f"== {title}")
@@ -137,16 +142,17 @@ class Terminal:
 
 def test_terminal_prints_table_then_baseline_section() -> None:
     run = make_run()
-    gate = SimpleNamespace(measurements={(m.config, m.workload, m.point, False): m for m in run.measurements},
-                           results=run.verdicts, pool=SimpleNamespace(load_seconds={"demo": [1.5]}),
-                           notes=["demo: tool-call snapshot [demo] (stream): matches"])
-    config = SimpleNamespace(stash={results.outcome_key: results.Outcome(
-        baseline=["against baseline 'main'", "demo: decode_tps at sweep@256: -50.0% [-52.0%, -48.0%] (threshold -5%): FAIL"],
-        files=[Path("/r/latest.json"), Path("/r/report.html")], errors=[])})
-    tr = Terminal(config)
-    report.terminal(gate, tr)  # type: ignore[arg-type]
+    summary = TerminalSummary(
+        rows=rows_for(sorted(run.measurements, key=measurement_order), run.verdicts), load_seconds={"demo": [1.5]},
+        notes=["demo: tool-call snapshot [demo] (stream): matches"],
+        baseline=["against baseline 'main'",
+                  "demo: decode_tps at sweep@256: -50.0% [-52.0%, -48.0%] (threshold -5%): FAIL"],
+        files=[Path("/r/latest.json"), Path("/r/report.html")], errors=[])
+    tr = Terminal()
+    terminal(summary, tr)  # type: ignore[arg-type]
     assert tr.lines[0] == "== specgate results"
-    assert tr.lines[1].split() == ["config", "point", "metric", "median", "p10-p90", "median", "CI", "N", "budget", "verdict"]
+    assert tr.lines[1].split() == ["config", "point", "metric", "median", "p10-p90", "median", "CI", "N", "budget",
+                                   "verdict"]
     assert "demo: 1 model load(s), 1.5 s" in tr.lines
     assert "demo: tool-call snapshot [demo] (stream): matches" in tr.lines
     assert "specgate files: /r/latest.json, /r/report.html" in tr.lines
@@ -154,47 +160,7 @@ def test_terminal_prints_table_then_baseline_section() -> None:
     assert tr.lines[i + 2].endswith("FAIL <red>")
 
 
-# ------------------------------------------------------------------------------------------------
-# CLI
-
-
-def test_cli_report_rerenders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stored = results.save(make_run(with_reference=True), tmp_path / "runs" / "r.json")
-    assert cli.main(["report", str(stored), "--out", str(tmp_path / "html")]) == 0
-    assert {p.name for p in (tmp_path / "html").iterdir()} == FILES
-    assert len(capsys.readouterr().out.splitlines()) == 5
-    assert cli.main(["report", str(stored)]) == 0
-    assert (tmp_path / "runs" / "report.html").exists()
-
-
-def test_cli_compare_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    old = results.save(make_run({256: rates(40.0)}), tmp_path / "old.json")
-    same = results.save(make_run({256: rates(40.0, seed=3)}), tmp_path / "same.json")
-    slow = results.save(make_run({256: rates(20.0, seed=4)}, args=["-t", "1", "-np", "1", "-c", "4096"]),
-                        tmp_path / "slow.json")
-    assert cli.main(["compare", str(old), str(same)]) == 0
-    assert ": PASS" in capsys.readouterr().out
-    assert cli.main(["compare", str(old), str(slow)]) == 1
-    out = capsys.readouterr().out
-    assert "decode_tps at sweep@256: -50" in out and "flags changed: -t 2 -> -t 1" in out
-    (tmp_path / "broken.json").write_text("{")
-    assert cli.main(["compare", str(old), str(tmp_path / "broken.json")]) == 2
-    assert "broken.json: is not valid JSON" in capsys.readouterr().err
-
-
-def test_cli_compare_as_a_process(tmp_path: Path) -> None:
-    old = results.save(make_run({256: rates(40.0)}), tmp_path / "old.json")
-    slow = results.save(make_run({256: rates(20.0, seed=4)}), tmp_path / "slow.json")
-    proc = subprocess.run([sys.executable, "-m", "pytest_specgate.cli", "compare", str(old), str(slow)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
-    assert "FAIL" in proc.stdout and json.loads(old.read_text())["schema_version"] == 1
-
-
 def test_budget_verdict_shows_on_the_variant_that_was_judged() -> None:
-    from pytest_specgate.config import Budget
-    from pytest_specgate.measure import check_budget
-
     own = Measurement(config="demo-ngram", workload="sweep", point=256, extra={"decode_tps": [50.0, 51.0, 52.0]})
     ab = Measurement(config="demo-ngram", workload="sweep", point=256, variant="ab",
                      extra={"decode_tps": [50.0, 51.0, 52.0], "speedup": [1.2, 1.3, 1.25]})
@@ -202,7 +168,7 @@ def test_budget_verdict_shows_on_the_variant_that_was_judged() -> None:
                Budget(metric="decode_tps", workload="sweep", point=256, min=8)]
     verdicts = [check_budget(budgets[0], ab.stats("speedup")).model_copy(update={"config": "demo-ngram"}),
                 check_budget(budgets[1], own.stats("decode_tps")).model_copy(update={"config": "demo-ngram"})]
-    body = report.rows_for([own, ab], verdicts)
+    body = rows_for([own, ab], verdicts)
     judged = {(r[1], r[2]): r[-1] for r in body}
     assert judged == {("sweep@256", "decode_tps (tok/s)"): "pass", ("sweep@256 [ab]", "decode_tps (tok/s)"): "",
                       ("sweep@256 [ab]", "speedup (x)"): "pass"}

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import servers_with, toml_config, wait_for
 from pytest_specgate.errors import ServerError
-from pytest_specgate.server import LlamaServer
+from pytest_specgate.server.process import LlamaServer
 
 
 def _server(server_bin, model, tmp_path, args):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["Log", "cache_dir", "tool_chat_template"]
+__all__ = ["Log", "cache_dir", "hash_cache_path", "tool_chat_template"]
 
 Log = Callable[[str], None]
 
@@ -30,3 +30,7 @@ def tool_chat_template() -> Path:
     """The Qwen-style tool-call template shipped with the plugin (for ``--chat-template-file``)."""
     return Path(str(resources.files("pytest_specgate").joinpath("data/tool-chat-template.jinja")))
 
+
+def hash_cache_path() -> Path:
+    """``$SPECGATE_CACHE/hashes.json``: file hashes and ``--version`` texts, shared across runs."""
+    return cache_dir() / "hashes.json"

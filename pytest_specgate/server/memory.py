@@ -16,7 +16,7 @@ import psutil
 try:  # nvidia-ml-py provides the `pynvml` module
     import pynvml
 except ImportError:  # pragma: no cover - it is a declared dependency
-    pynvml = None  # type: ignore[assignment]
+    pynvml = None
 
 
 def _nvml() -> tuple[bool, str]:

@@ -15,13 +15,13 @@ import httpx
 from httpx_sse import connect_sse
 
 from pytest_specgate.errors import SampleError, ServerError
-from pytest_specgate.sample import Sample, Timings, ToolCall
+from pytest_specgate.measure.sample import Sample, Timings, ToolCall
 
 
 def _error_text(resp: httpx.Response) -> str:
     try:
         body = resp.read().decode("utf-8", "replace")
-        return json.loads(body).get("error", {}).get("message", body)
+        return str(json.loads(body).get("error", {}).get("message", body))
     except (ValueError, AttributeError):
         return resp.text[:500]
 
@@ -51,7 +51,8 @@ class Client:
         return resp.json()
 
     def props(self) -> dict[str, Any]:
-        return self.get_json("/props")
+        props: dict[str, Any] = self.get_json("/props")
+        return props
 
     def count_chat_tokens(self, body: dict[str, Any]) -> int:
         """Exact prompt size after templating, from the server's own tokenizer."""

@@ -19,9 +19,9 @@ from types import FrameType
 
 from filelock import FileLock
 
-from pytest_specgate.client import Client
-from pytest_specgate.memory import MemoryProbe
-from pytest_specgate.server import LlamaServer
+from pytest_specgate.server.client import Client
+from pytest_specgate.server.memory import MemoryProbe
+from pytest_specgate.server.process import LlamaServer
 
 
 class Running:

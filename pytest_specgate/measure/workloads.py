@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pytest_specgate.client import Client
+from pytest_specgate.server.client import Client
 
 SYSTEM = "You are a concise, careful assistant for a software team."
 
@@ -106,7 +106,8 @@ def long_context_messages(n_turns: int, tag: str | None) -> list[dict[str, Any]]
     return msgs
 
 
-def long_context_body(n_turns: int, *, seed: int, tag: str | None, output_tokens: int, tools: bool = True) -> dict[str, Any]:
+def long_context_body(n_turns: int, *, seed: int, tag: str | None, output_tokens: int,
+                      tools: bool = True) -> dict[str, Any]:
     b = base_body(seed)
     b["messages"] = long_context_messages(n_turns, tag)
     if tools:

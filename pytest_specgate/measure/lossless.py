@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rapidfuzz.distance import Levenshtein
 
+from pytest_specgate._files import locked, write_atomic
 from pytest_specgate.errors import ResultsError
-from pytest_specgate.sample import Sample
+from pytest_specgate.measure.sample import Sample
 
 STORE_NAME = "reference-outputs.json"
 
@@ -97,7 +99,7 @@ def tool_shape(out: Output) -> list[dict[str, Any]]:
     return calls
 
 
-class Comparison(BaseModel):
+class ProbeResult(BaseModel):
     """The probe's figures for one workload."""
 
     model_config = ConfigDict(extra="forbid")
@@ -115,7 +117,7 @@ class Comparison(BaseModel):
         return sum(self.exact_match) / self.n if self.n else 0.0
 
 
-def compare(reference: list[Output], candidate: list[Output]) -> Comparison:
+def compare(reference: list[Output], candidate: list[Output]) -> ProbeResult:
     exact, drift, first, ref_len, mismatches, ref_calls = [], [], [], [], [], []
     for i, (r, c) in enumerate(zip(reference, candidate)):
         same = r.text == c.text and r.tool_calls == c.tool_calls
@@ -127,5 +129,24 @@ def compare(reference: list[Output], candidate: list[Output]) -> Comparison:
         ref_calls.append(len(r.tool_calls))
         if tool_shape(r) != tool_shape(c):
             mismatches.append(f"prompt {i}: reference {tool_shape(r)} vs {tool_shape(c)}")
-    return Comparison(n=len(exact), exact_match=exact, drift_chars=drift, first_divergence=first,
+    return ProbeResult(n=len(exact), exact_match=exact, drift_chars=drift, first_divergence=first,
                       reference_chars=ref_len, reference_tool_calls=ref_calls, tool_shape_mismatches=mismatches)
+
+
+def probe_outputs(store_path: Path, model_sha256: str, argv: list[str], bodies: list[dict[str, Any]],
+                  run: Callable[[dict[str, Any]], Sample]) -> list[Output]:
+    """Temperature-0 outputs of ``bodies``, served from the store at ``store_path`` when this exact
+    model, argv and body were run before; ``run`` sends one body to the server (started only then)."""
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    keys = [key(model_sha256, argv, b) for b in bodies]
+    with locked(store_path.parent):
+        store = load_store(store_path)
+    missing = [i for i, k in enumerate(keys) if k not in store.entries]
+    if missing:
+        for i in missing:
+            store.entries[keys[i]] = Output.of(run(bodies[i]))
+        with locked(store_path.parent):
+            fresh = load_store(store_path)
+            fresh.entries.update({k: store.entries[k] for k in keys})
+            write_atomic(store_path, fresh.model_dump_json(indent=1))
+    return [store.entries[k] for k in keys]

@@ -18,21 +18,21 @@ import io
 from statistics import median
 from typing import TYPE_CHECKING
 
-from pytest_specgate.measure import Measurement, crossover_point
-from pytest_specgate.report import (
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.measure.stats import crossover_point
+from pytest_specgate.metrics import where
+from pytest_specgate.report.rows import (
     COMPARISON_HEADER,
     HEADER,
     comparison_rows,
     describe_fingerprint,
     rows_for,
     verdict_counts,
-    where,
 )
+from pytest_specgate.store import RunResults
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from pytest_specgate.results import RunResults
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
@@ -50,7 +50,7 @@ def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img alt="{html.escape(fig.get_label())}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{html.escape(str(fig.get_label()))}" src="data:image/png;base64,{data}">'
 
 
 def _figure(label: str, width: float = 9, height: float = 4.5) -> Figure:
@@ -168,7 +168,8 @@ def crossover_inputs(run: RunResults, config: str, ref: str) -> tuple[dict[str, 
     if not common:
         return None
     point = common[-1]
-    long_ctx = all((n, "long-context", None) in by and by[(n, "long-context", None)].stats("ttft_ms") for n in (config, ref))
+    long_ctx = all((n, "long-context", None) in by and by[(n, "long-context", None)].stats("ttft_ms")
+                   for n in (config, ref))
     figures = {}
     for n in (config, ref):
         ttft = (by[(n, "long-context", None)] if long_ctx else by[(n, "sweep", point)]).stats("ttft_ms")
@@ -250,9 +251,10 @@ def render(run: RunResults) -> str:
     parts.append(breakdown_plot(own) or _note("No workload with samples in this run: plot omitted."))
     parts.append("<h2>Crossover against the reference</h2>")
     pairs = [(n, fp.reference) for n, fp in sorted(run.configs.items()) if fp.reference]
-    plotted = [p for n, ref in pairs if (p := crossover_plot(run, n, ref)) is not None]  # type: ignore[arg-type]
+    plotted = [p for n, ref in pairs if ref and (p := crossover_plot(run, n, ref)) is not None]
     parts += plotted or [_note("No config was measured together with its reference at a common sweep point in this "
-                               "run (run a speculative config such as demo-ngram, whose tests measure both): plot omitted.")]
+                               "run (run a speculative config such as demo-ngram, whose tests measure both): "
+                               "plot omitted.")]
 
     for name in sorted({m.config for m in merged} | set(run.configs)):
         parts.append(f"<h2>{html.escape(name)}</h2>")

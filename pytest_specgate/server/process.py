@@ -13,7 +13,6 @@ code, the command line and the last 40 log lines, because that is what an operat
 from __future__ import annotations
 
 import ctypes
-import os
 import shlex
 import signal
 import socket

@@ -1,0 +1,151 @@
+"""The end of a run: assemble the stored run, compare it with a baseline, save it, write the reports.
+
+Why a module of its own: the store only stores, the verdicts only judge and the reports only render;
+this is the one place that runs them in order. It takes a plain run and plain options (no
+``pytest.Config``), so it is tested on a run object alone. Each step runs on its own: a missing
+baseline must not cost the run its stored results, and every failure becomes a message with its fix
+(printed in the terminal summary) instead of a traceback.
+
+Also here: what an xdist worker hands the controller, and how the controller folds it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pytest_specgate._files import locked
+from pytest_specgate.config import Thresholds
+from pytest_specgate.errors import SpecgateError
+from pytest_specgate.fingerprint import ConfigFingerprint, Host
+from pytest_specgate.measure.measurement import Measurement, measurement_order
+from pytest_specgate.report.write import write_all
+from pytest_specgate.store import RunResults, load_baseline, run_path, save, save_baseline
+from pytest_specgate.verdict.baseline import compare
+from pytest_specgate.verdict.budget import BudgetResult
+
+__all__ = ["Outcome", "Remote", "build_run", "finish", "merge_worker", "worker_payload"]
+
+
+@dataclass
+class Outcome:
+    """What finish() did, for the terminal summary (which pytest runs after sessionfinish)."""
+
+    baseline: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    failed: bool = False
+
+
+@dataclass
+class Remote:
+    """What the xdist controller gathered from its workers besides measurements and verdicts."""
+
+    configs: dict[str, ConfigFingerprint] = field(default_factory=dict)
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def build_run(*, measurements: list[Measurement], verdicts: list[BudgetResult], configs: dict[str, ConfigFingerprint],
+              selected: str, quick: bool, started: float, host: Host, thresholds: Thresholds,
+              memory: dict[str, dict[str, float]], load_seconds: dict[str, list[float]]) -> RunResults:
+    """The run as stored: everything the reports and a later comparison need, nothing live."""
+    begun = datetime.fromtimestamp(started, UTC)
+    return RunResults(
+        run_id=f"{begun:%Y%m%dT%H%M%SZ}-{selected}", started=begun, finished=datetime.now(UTC),
+        selected=selected, quick=quick, host=host, configs=configs,
+        measurements=sorted(measurements, key=measurement_order), verdicts=list(verdicts), memory=memory,
+        thresholds=thresholds, load_seconds=load_seconds,
+    )
+
+
+def finish(run: RunResults, directory: Path, *, save_name: str | None = None, compare_name: str | None = None,
+           confidence: float = 0.95, outcome: Outcome | None = None) -> Outcome:
+    """Compare with ``compare_name``, store ``run`` (``runs/``, ``latest.json``, ``save_name``), write reports.
+
+    ``outcome.failed`` means "fail the run": a baseline FAIL, or a results/baseline file that cannot
+    be read or written. ``outcome`` may arrive with errors already (from xdist workers).
+    """
+    outcome = outcome if outcome is not None else Outcome()
+    outcome.failed = outcome.failed or bool(outcome.errors)
+
+    def step(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except (SpecgateError, OSError) as e:
+            outcome.errors.append(str(e))
+            outcome.failed = True
+
+    def compare_baseline() -> None:
+        assert compare_name is not None
+        old = load_baseline(directory, compare_name)
+        run.comparison = compare(old, run, run.thresholds, confidence=confidence, name=compare_name)
+        outcome.baseline += run.comparison.lines()
+        outcome.failed |= run.comparison.failed
+
+    def store_baseline() -> None:
+        assert save_name is not None
+        outcome.files.append(save_baseline(run, directory, save_name))
+        outcome.baseline.append(f"saved this run as baseline {save_name!r}: {outcome.files[-1]}")
+
+    try:
+        with locked(directory):
+            if compare_name:
+                step(compare_baseline)
+            step(lambda: outcome.files.append(save(run, run_path(directory, run.run_id))))
+            step(lambda: outcome.files.append(save(run, directory / "latest.json")))
+            if save_name:
+                step(store_baseline)
+            step(lambda: outcome.files.extend(write_all(run, directory)))
+    except (SpecgateError, OSError) as e:
+        outcome.errors.append(str(e))
+        outcome.failed = True
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------------
+# xdist: workers measure, the controller stores
+
+
+class _WorkerPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[list[Any]]  # session measurement keys, whatever their shape (JSON has no tuples)
+    measurements: list[Measurement]
+    verdicts: list[BudgetResult]
+    configs: dict[str, ConfigFingerprint]
+    memory: dict[str, dict[str, float]]
+    errors: list[str] = Field(default_factory=list)
+
+
+def worker_payload(measurements: dict[Any, Measurement], verdicts: list[BudgetResult],
+                   configs: dict[str, ConfigFingerprint], memory: dict[str, dict[str, float]],
+                   errors: list[str]) -> str:
+    """What an xdist worker hands the controller (``config.workeroutput`` must hold plain data)."""
+    keys = list(measurements)
+    return _WorkerPayload(
+        keys=[list(k) for k in keys], measurements=[measurements[k] for k in keys], verdicts=list(verdicts),
+        configs=configs, memory=memory, errors=errors,
+    ).model_dump_json()
+
+
+def merge_worker(payload: str, measurements: dict[Any, Measurement], verdicts: list[BudgetResult],
+                 remote: Remote) -> None:
+    """Fold one worker's payload into the controller's state; same point twice -> pooled samples."""
+    data = _WorkerPayload.model_validate_json(payload)
+    for raw, m in zip(data.keys, data.measurements):
+        key: Any = tuple(raw)
+        if key in measurements:
+            measurements[key].samples.extend(m.samples)
+            measurements[key].extra.update(m.extra)
+        else:
+            measurements[key] = m
+    verdicts.extend(data.verdicts)
+    remote.configs.update(data.configs)
+    remote.memory.update(data.memory)
+    remote.errors += data.errors

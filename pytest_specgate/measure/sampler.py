@@ -1,0 +1,147 @@
+"""The sampling loop: warm-ups, N samples, more while a budget is undecided, and A/B blocks.
+
+Why a class of its own: the session owns the measurements and the servers; this takes samples
+into a measurement it is handed. Whether a budget is decided is a callback (the verdict layer sits
+above this one), so sampling never imports judging.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pytest_specgate.config import Budget, ServingConfig
+from pytest_specgate.errors import SampleError
+from pytest_specgate.measure import workloads
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.measure.sample import Sample
+from pytest_specgate.server.pool import Running
+
+__all__ = ["Decided", "Sampler", "mean_accepted_run", "sample_counts"]
+
+#: whether ``budgets`` are decided on the measurement's samples so far
+Decided = Callable[[Measurement, list[Budget]], bool]
+
+# llama-server's speculative-decoding statistics line (common/speculative.cpp, tools/server/server-context.cpp)
+_MEAN_LEN = re.compile(r"draft acceptance = [\d.]+ \(\s*\d+ accepted /\s*\d+ generated\), mean len = ([\d.]+)")
+
+
+def mean_accepted_run(log_text: str) -> float | None:
+    """The last 'mean len' the server logged: 1 + accepted tokens per verification step."""
+    found = _MEAN_LEN.findall(log_text)
+    return float(found[-1]) if found else None
+
+
+def sample_counts(cfg: ServingConfig, quick: bool, override: int | None = None) -> tuple[int, int]:
+    """(samples to take, most samples to take while a budget is undecided); ``override`` is --specgate-samples."""
+    wl = cfg.workloads
+    n = override or (wl.quick_samples if quick else wl.samples)
+    return n, (n if quick or override else max(n, wl.max_samples))
+
+
+class Sampler:
+    """Takes samples of configs' workload points on the servers that ``server`` hands out."""
+
+    def __init__(self, config: Callable[[str], ServingConfig], server: Callable[[str], Running], *,
+                 samples: int | None, quick: bool) -> None:
+        self.config = config
+        self.server = server
+        self.samples = samples
+        self.quick = quick
+
+    def counts(self, cfg: ServingConfig, quick: bool) -> tuple[int, int]:
+        return sample_counts(cfg, quick, self.samples)
+
+    @staticmethod
+    def body(running: Running, cfg: ServingConfig, workload: str, point: int | None, tag: str,
+             cache: dict[str, Any]) -> dict[str, Any]:
+        wl = cfg.workloads
+        if workload == "sweep":
+            return workloads.body("sweep", seed=wl.seed, tag=tag, exact_tokens=point)
+        if workload == "latency":
+            return workloads.body("latency", seed=wl.seed, tag=tag, exact_tokens=1)
+        if workload in ("chat-short", "code-long"):
+            return workloads.body(workload, seed=wl.seed, tag=tag, exact_tokens=point or wl.fixed_output)
+        if workload == "tool-call":
+            return workloads.body("tool-call", seed=wl.seed, tag=tag)
+        if workload == "long-context":
+            if "turns" not in cache:
+                cache["turns"] = workloads.long_context_turns(
+                    running.client, point or wl.long_context_tokens, seed=wl.seed, output_tokens=wl.long_context_output)
+            return workloads.long_context_body(cache["turns"], seed=wl.seed, tag=tag,
+                                               output_tokens=wl.long_context_output)
+        raise ValueError(f"unknown workload {workload!r}")
+
+    def take(self, name: str, m: Measurement, count: int, cache: dict[str, Any], budgets: list[Budget], n_min: int,
+             decided: Decided | None = None, warmup: bool = True) -> None:
+        """W warm-ups (discarded), then up to ``count`` samples; stop early once budgets are decided."""
+        cfg = self.config(name)
+        running = self.server(name)
+        warmups = cfg.workloads.warmup if warmup else 0
+        for i in range(warmups + count):
+            tag = workloads.nonce()
+            body = self.body(running, cfg, m.workload, m.point, tag, cache)
+            try:
+                sample = running.client.chat(body, workload=m.workload, point=m.point, nonce=tag)
+            except Exception:
+                running.server.check_alive()  # a crash explains itself better than a connection error
+                raise
+            sample.mean_accepted_run = self._mean_run(running, sample)
+            if i < warmups:
+                m.warmup_samples.append(sample)
+                continue
+            self._require_exact(cfg, sample, len(m.samples) + 1)
+            m.samples.append(sample)
+            if len(m.samples) >= n_min and budgets and decided is not None and decided(m, budgets):
+                break
+
+    def measure(self, m: Measurement, budgets: list[Budget], decided: Decided) -> Measurement:
+        """Measure one point: W discarded warm-ups, then N samples, more while a budget is undecided."""
+        cfg = self.config(m.config)
+        n_min, n_max = self.counts(cfg, self.quick)
+        cache: dict[str, Any] = {}
+        self.take(m.config, m, n_min, cache, [], n_min)
+        if budgets and not decided(m, budgets) and n_max > n_min:
+            self.take(m.config, m, n_max - n_min, cache, budgets, n_min, decided, warmup=False)
+        return m
+
+    def measure_pair(self, a: Measurement, b: Measurement) -> tuple[Measurement, Measurement]:
+        """A/B in one run: alternate blocks of samples between two configs so machine drift cancels.
+
+        Only one server runs at a time (a GPU rarely fits two 20 GiB servers), so each block pays a
+        server switch; ``ab_rounds`` blocks per config trade that cost against drift. Sample i of
+        one config and sample i of the other were taken close in time, which is what paired ratios
+        need.
+        """
+        cfg = self.config(a.config)
+        n, _ = self.counts(cfg, self.quick)
+        rounds = max(1, min(cfg.workloads.ab_rounds, n))
+        sizes = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
+        caches: dict[str, dict[str, Any]] = {a.config: {}, b.config: {}}
+        for size in sizes:
+            for m in (b, a):
+                self.take(m.config, m, size, caches[m.config], [], size)
+        return a, b
+
+    @staticmethod
+    def _mean_run(running: Running, sample: Sample) -> float | None:
+        """Read the request's 'mean len' log line; it can land a moment after the response."""
+        text = running.server.new_log_text()
+        for _ in range(10):
+            if sample.timings.draft_n == 0 or _MEAN_LEN.search(text):
+                break
+            time.sleep(0.05)
+            text += running.server.new_log_text()
+        return mean_accepted_run(text) if sample.timings.draft_n else None
+
+    @staticmethod
+    def _require_exact(cfg: ServingConfig, s: Sample, i: int) -> None:
+        if not s.exact:
+            raise SampleError(
+                f"config {cfg.name!r}, {s.workload}{'' if s.point is None else f'@{s.point}'}: sample {i} came back "
+                f"with {s.timings.predicted_n} of {s.requested_tokens} requested tokens "
+                f"(finish_reason={s.finish_reason!r}). A short sample is not a measurement. Fix: give the server "
+                f"room for prompt + output (raise -c), or lower the sweep lengths for this config."
+            )

@@ -1,0 +1,255 @@
+"""The session object: one per pytest run, kept in ``config.stash``; the hooks only delegate here.
+
+It holds the run's state (options, the config file, preflight results, the server pool, the
+measurements, verdicts and notes) and hands the work to the layers below: preflight resolves, the
+pool runs servers, the sampler samples, the lossless probe caches, the budget verdicts judge, and
+finish.py stores. It loads the config file lazily (only when a test asks for a server), so the
+plugin costs nothing to unrelated test suites. Every ``StashKey`` of the plugin is defined here.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_specgate import preflight
+from pytest_specgate.config import Budget, ServingConfig, SpecgateFile, Thresholds, find_config_file, load
+from pytest_specgate.errors import SpecgateConfigError, SpecgateError
+from pytest_specgate.fingerprint import ConfigFingerprint, collect, file_sha256, host_info
+from pytest_specgate.finish import Outcome, Remote, build_run
+from pytest_specgate.measure import lossless
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.measure.sampler import Sampler, sample_counts
+from pytest_specgate.metrics import VARIANT_OF_METRIC
+from pytest_specgate.options import Options
+from pytest_specgate.server.pool import Running, ServerPool
+from pytest_specgate.server.process import LlamaServer
+from pytest_specgate.store import RunResults
+from pytest_specgate.verdict.budget import BudgetResult, Verdict, check_point, decisive
+
+__all__ = ["Session", "outcome_key", "remote_key", "session_key"]
+
+MeasurementKey = tuple[str, str, int | None, bool, str]
+
+
+def _decided(m: Measurement, budgets: list[Budget]) -> bool:
+    return decisive(check_point(m, budgets))
+
+
+@dataclass
+class Session:
+    options: Options
+    _file: SpecgateFile | None = None
+    #: preflight results per config name
+    resolved: dict[str, preflight.Resolved] = field(default_factory=dict)
+    pool: ServerPool | None = None
+    log_dir: Path | None = None
+    measurements: dict[MeasurementKey, Measurement] = field(default_factory=dict)
+    verdicts: list[BudgetResult] = field(default_factory=list)
+    #: one-line verdicts that are not budgets (e.g. tool-call snapshots), printed with the table
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def quick(self) -> bool:
+        """``-m quick`` runs: fewer samples per point (the config's ``quick_samples``)."""
+        return self.options.quick
+
+    # ---- configs ----
+
+    @property
+    def file(self) -> SpecgateFile:
+        if self._file is None:
+            if self.options.file:
+                path = Path(self.options.file)
+                if not path.is_absolute():
+                    path = self.options.rootdir / path
+            else:
+                found = find_config_file(self.options.rootdir)
+                if found is None:
+                    raise SpecgateConfigError(
+                        f"no specgate.toml in {self.options.rootdir} or its parents, and no [tool.specgate] in a "
+                        f"pyproject.toml. Fix: create specgate.toml (see the README), or pass --specgate-file PATH."
+                    )
+                path = found
+            self._file = load(path)
+        return self._file
+
+    @property
+    def selected(self) -> ServingConfig:
+        return self.file.get(self.options.config or self.file.default)
+
+    def selected_name(self) -> str:
+        """The selected config's name, even when the config file cannot be read (for the stored run)."""
+        try:
+            return self.options.config or self.file.default
+        except SpecgateError:
+            return self.options.config or "unknown"
+
+    def config(self, name: str) -> ServingConfig:
+        return self.file.get(name)
+
+    def resolve(self, name: str) -> preflight.Resolved:
+        if name not in self.resolved:
+            self.resolved[name] = preflight.run(self.config(name))
+        return self.resolved[name]
+
+    def preflight_selected(self) -> None:
+        """Fail fast (before any model load) for the selected config and its reference."""
+        self.resolve(self.selected.name)
+        if self.selected.reference:
+            self.resolve(self.selected.reference)
+
+    # ---- servers ----
+
+    def _factory(self, name: str) -> LlamaServer:
+        r = self.resolve(name)
+        assert self.log_dir is not None
+        return LlamaServer(name, r.binary, r.model, r.args, r.config.env, self.log_dir,
+                           startup_timeout=r.config.startup_timeout)
+
+    def server(self, name: str, log_dir: Path) -> Running:
+        if self.pool is None:
+            self.log_dir = log_dir
+            self.pool = ServerPool(self._factory, request_timeout=self.selected.workloads.request_timeout)
+        return self.pool.get(name)
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+
+    # ---- measuring (the sampler does it) ----
+
+    def sampler(self, log_dir: Path) -> Sampler:
+        return Sampler(self.config, lambda name: self.server(name, log_dir), samples=self.options.samples,
+                       quick=self.quick)
+
+    def sample_counts(self, cfg: ServingConfig, quick: bool) -> tuple[int, int]:
+        """(samples per point, most samples while a budget is undecided) for ``cfg``."""
+        return sample_counts(cfg, quick, self.options.samples)
+
+    def point(self, name: str, workload: str, point: int | None, variant: str = "") -> Measurement:
+        """The session's Measurement for a point (created empty on first use).
+
+        ``variant`` keeps A/B-paired samples apart from a point's standalone samples: they are
+        taken in alternating blocks and only mean something as pairs.
+        """
+        key = (name, workload, point, self.quick, variant)
+        if key not in self.measurements:
+            cfg = self.config(name)
+            self.measurements[key] = Measurement(config=name, workload=workload, point=point, variant=variant,
+                                                 warmups=cfg.workloads.warmup, confidence=cfg.workloads.confidence)
+        return self.measurements[key]
+
+    def measure(self, name: str, workload: str, point: int | None = None, *, log_dir: Path,
+                budgets: list[Budget] | None = None) -> Measurement:
+        """Measure one point once per session: warm-ups, N samples, more while a budget is undecided."""
+        m = self.point(name, workload, point)
+        if m.samples:
+            return m
+        if budgets is None:
+            budgets = [b for b in self.config(name).budgets_for(workload, point) if b.metric not in VARIANT_OF_METRIC]
+        return self.sampler(log_dir).measure(m, budgets, _decided)
+
+    def measure_pair(self, name: str, reference: str, workload: str, point: int | None, *,
+                     log_dir: Path) -> tuple[Measurement, Measurement]:
+        """A/B in one run (see ``Sampler.measure_pair``), once per session."""
+        a, b = self.point(name, workload, point, "ab"), self.point(reference, workload, point, "ab")
+        if a.samples and b.samples:
+            return a, b
+        return self.sampler(log_dir).measure_pair(a, b)
+
+    def probe_outputs(self, name: str, bodies: list[dict[str, Any]], *, log_dir: Path) -> list[Any]:
+        """Temperature-0 outputs of ``bodies`` on config ``name``, from the reference cache in the results
+        dir when this exact model, argv and body were run before (see ``lossless.probe_outputs``)."""
+        r = self.resolve(name)
+
+        def run(body: dict[str, Any]) -> Any:
+            return self.server(name, log_dir).client.chat(body, workload="lossless-probe", stream=False)
+
+        return lossless.probe_outputs(self.options.results_path / lossless.STORE_NAME, file_sha256(r.model),
+                                      [r.binary_sha256, *r.args], bodies, run)
+
+    def derive(self, name: str, workload: str, point: int | None, metric: str, values: list[float],
+               variant: str = "") -> Measurement:
+        """Record a figure computed from other measurements (speedup, collapse, crossover, memory)."""
+        m = self.point(name, workload, point, variant)
+        m.extra[metric] = [float(v) for v in values]
+        return m
+
+    # ---- verdicts (the budget verdicts judge; the session records them) ----
+
+    def judge(self, results: list[BudgetResult]) -> None:
+        """Record verdicts; raise AssertionError for failures (and inconclusive under --specgate-strict)."""
+        self.verdicts.extend(results)
+        bad = [r for r in results if r.verdict is Verdict.FAIL
+               or (r.verdict is Verdict.INCONCLUSIVE and self.options.strict)]
+        if bad:
+            raise AssertionError("specgate budget broken:\n" + "\n".join(r.message for r in bad))
+        for r in results:
+            if r.verdict is Verdict.INCONCLUSIVE:
+                warnings.warn(pytest.PytestWarning(f"specgate: {r.message}"), stacklevel=3)
+
+    def check(self, m: Measurement, budgets: list[Budget] | None = None) -> list[BudgetResult]:
+        cfg = self.config(m.config)
+        if budgets is None:  # the config's budgets for this point that this kind of measurement can judge
+            budgets = [b for b in cfg.budgets_for(m.workload, m.point)
+                       if VARIANT_OF_METRIC.get(b.metric, "") == m.variant]
+        results = check_point(m, budgets)
+        self.judge(results)
+        return results
+
+    # ---- the stored run (finish.py builds, compares and stores it) ----
+
+    def fingerprint(self, name: str) -> ConfigFingerprint:
+        props = (self.pool.props.get(name, {}) if self.pool is not None else {}) or {}
+        return collect(self.resolved[name], props)
+
+    def fingerprints(self) -> tuple[dict[str, ConfigFingerprint], list[str]]:
+        """Fingerprints of every resolved config, and what failed (a worker must still hand its samples over)."""
+        configs, errors = {}, []
+        for name in self.resolved:
+            try:
+                configs[name] = self.fingerprint(name)
+            except (SpecgateError, OSError) as e:
+                errors.append(f"fingerprint of config {name!r} on an xdist worker failed: {e}")
+        return configs, errors
+
+    def memory(self) -> dict[str, dict[str, float]]:
+        return dict(self.pool.memory) if self.pool is not None else {}
+
+    def build_run(self, remote: Remote | None = None) -> RunResults:
+        """The run as stored, from this session's state (and what xdist workers handed over)."""
+        remote = remote or Remote()
+        names = {m.config for m in self.measurements.values()} | {r.config for r in self.verdicts if r.config}
+        names |= {n for n in (self.selected_name(),) if n in self.resolved}
+        configs = dict(remote.configs)
+        configs.update({n: self.fingerprint(n) for n in sorted(names) if n in self.resolved})
+        try:
+            thresholds = self.file.thresholds
+        except SpecgateError:
+            thresholds = Thresholds()
+        return build_run(
+            measurements=list(self.measurements.values()), verdicts=self.verdicts, configs=configs,
+            selected=self.selected_name(), quick=self.quick, started=self.started, host=host_info(),
+            thresholds=thresholds, memory={**remote.memory, **self.memory()},
+            load_seconds=dict(self.pool.load_seconds) if self.pool is not None else {},
+        )
+
+    def confidence(self) -> float:
+        try:
+            return self.selected.workloads.confidence
+        except SpecgateError:
+            return 0.95
+
+
+session_key = pytest.StashKey[Session]()
+#: what finish() did, for the terminal summary
+outcome_key = pytest.StashKey[Outcome]()
+#: the xdist controller's share of its workers' fingerprints, memory figures and errors
+remote_key = pytest.StashKey[Remote]()

@@ -1,0 +1,176 @@
+"""Results store: one JSON file per run, with the fingerprint of exactly what was measured.
+
+A number is only evidence together with what produced it. The field report lost weeks to "it got
+slower" with no record of which binary, which GGUF, which flags or which machine; so every run
+stores, next to its samples and verdicts, a fingerprint per config (binary sha256 and ``--version``,
+the server's ``build_info``, the GGUF's sha256 and header facts, the effective argv, the env keys)
+and the host. A baseline comparison can then say *what changed*, not only *that* something did.
+
+Files (under ``--specgate-results``, default ``.specgate``): ``runs/<timestamp>-<config>.json`` per
+run, ``latest.json``, ``baselines/<name>.json`` and the reports. Every write is atomic (temp file in
+the same directory + ``os.replace``) under a file lock, and a file we cannot read is never
+overwritten: it is reported with its path and the fix, because it may be someone's only baseline.
+Nothing here compares, renders or knows about pytest: finish.py runs the session's finish.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pytest_specgate._files import write_atomic
+from pytest_specgate.config import Thresholds
+from pytest_specgate.errors import ResultsError
+from pytest_specgate.fingerprint import ConfigFingerprint, Host
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.verdict.baseline import Comparison
+from pytest_specgate.verdict.budget import BudgetResult
+
+__all__ = ["SCHEMA_VERSION", "RunResults", "baseline_path", "load", "load_baseline", "run_path", "save",
+           "save_baseline"]
+
+SCHEMA_VERSION: Literal[1] = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunResults(_Model):
+    """One pytest run: fingerprints, every sample, every verdict, and the baseline comparison."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run_id: str
+    started: datetime
+    finished: datetime
+    selected: str
+    quick: bool = False
+    host: Host
+    configs: dict[str, ConfigFingerprint] = Field(default_factory=dict)
+    measurements: list[Measurement] = Field(default_factory=list)
+    verdicts: list[BudgetResult] = Field(default_factory=list)
+    memory: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: seconds from process start to /health 200, per config and start (model loads are not harness time)
+    load_seconds: dict[str, list[float]] = Field(default_factory=dict)
+    #: the thresholds in force, so `specgate compare` judges stored runs without the config file
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    comparison: Comparison | None = None
+
+    def merged(self) -> list[Measurement]:
+        """One Measurement per (config, workload, point, variant).
+
+        The gate keys measurements by more than that (quick, and whatever it adds later); a point
+        measured twice (xdist workers, or quick and full) is one row for a reader. Variants stay
+        apart: A/B-paired samples only mean something as pairs.
+        """
+        out: dict[tuple[str, str, int | None, str], Measurement] = {}
+        for m in self.measurements:
+            key = (m.config, m.workload, m.point, m.variant)
+            if key not in out:
+                out[key] = m.model_copy(deep=True)
+            else:
+                out[key].samples.extend(m.samples)
+                out[key].extra.update(m.extra)
+        return sorted(out.values(), key=lambda m: (m.config, m.workload, m.point or 0, m.variant))
+
+
+# ------------------------------------------------------------------------------------------------
+# files: never overwriting what we cannot read
+
+
+def _unreadable(path: Path, why: str) -> ResultsError:
+    return ResultsError(
+        f"{path}: {why}. It is left untouched. Fix: restore it (e.g. from {path.parent}/runs/ or version control), "
+        f"or move it aside if it is not needed, then run again."
+    )
+
+
+def load(path: Path) -> RunResults:
+    """Read a stored run (results, latest, baseline or report.json) with an error that says what to do."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file. "
+                           "Fix: check the path (runs are under <results>/runs/).") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise _unreadable(path, f"cannot be read ({e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _unreadable(path, f"is not valid JSON ({e})") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(version, int):
+        raise _unreadable(path, "is not a specgate results file (no integer `schema_version`)")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: written with results schema {version}, this pytest-specgate reads schema {SCHEMA_VERSION}. "
+            f"Fix: upgrade pytest-specgate to read it."
+        )
+    try:
+        return RunResults.model_validate(data)
+    except ValidationError as e:
+        first = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
+        raise _unreadable(path, f"does not match results schema {SCHEMA_VERSION} ({first})") from None
+
+
+def _guard_overwrite(path: Path) -> None:
+    """Refuse to replace a file that is not recognisably ours: it may be the only copy of something."""
+    if not path.exists():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ok = isinstance(data, dict) and isinstance(data.get("schema_version"), int)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    if not ok:
+        raise _unreadable(path, "exists but is not a readable specgate results file, so this run will not overwrite it")
+
+
+def save(run: RunResults, path: Path) -> Path:
+    """Atomically write ``run`` to ``path`` (the caller holds the directory lock)."""
+    _guard_overwrite(path)
+    write_atomic(path, run.model_dump_json(indent=1) + "\n")
+    return path
+
+
+def run_path(directory: Path, run_id: str) -> Path:
+    """``runs/<run_id>.json``, with a suffix when two runs started in the same second: keep both."""
+    path = directory / "runs" / f"{run_id}.json"
+    i = 2
+    while path.exists():
+        path = directory / "runs" / f"{run_id}-{i}.json"
+        i += 1
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# baselines: named stored runs
+
+
+def baseline_path(results_dir: Path, name: str) -> Path:
+    if not _NAME.match(name):
+        raise ResultsError(f"baseline name {name!r} is not usable as a file name. "
+                           f"Fix: use letters, digits, '.', '_' and '-' only (e.g. main, v1.2).")
+    return results_dir / "baselines" / f"{name}.json"
+
+
+def save_baseline(run: RunResults, results_dir: Path, name: str) -> Path:
+    """Store ``run`` as ``baselines/<name>.json``; an existing baseline of that name is replaced on purpose."""
+    return save(run, baseline_path(results_dir, name))
+
+
+def load_baseline(results_dir: Path, name: str) -> RunResults:
+    path = baseline_path(results_dir, name)
+    if not path.exists():
+        known = sorted(p.stem for p in (results_dir / "baselines").glob("*.json"))
+        raise ResultsError(
+            f"no baseline named {name!r} ({path} does not exist; known: {', '.join(known) or 'none'}). "
+            f"Fix: create it with --specgate-baseline-save {name} on a run you trust."
+        )
+    return load(path)
