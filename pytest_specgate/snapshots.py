@@ -1,8 +1,8 @@
 """Tool-call snapshots: what must stay identical across a binary/GGUF/flag swap, and what may vary.
 
-Call ids are random 32-character strings when the model does not produce them (API notes §5), so
-they are matched by type; everything else (name, parsed arguments, finish_reason, call order and
-count, leftover content) must equal the stored snapshot.
+Call ids are random 32-character strings when the model does not produce them (``gen_tool_call_id``
+in tools/server/server-common.cpp), so they are matched by type; everything else (name, parsed
+arguments, finish_reason, call order and count, leftover content) must equal the stored snapshot.
 """
 
 from __future__ import annotations

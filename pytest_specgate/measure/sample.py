@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Timings(BaseModel):
-    """The server's ``timings`` object (see llama-server-api.md §2). Missing speculative fields are 0."""
+    """The server's ``timings`` object (built in tools/server/server-common.cpp). Missing speculative fields are 0."""
 
     model_config = ConfigDict(extra="ignore")
 

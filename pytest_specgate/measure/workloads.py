@@ -4,7 +4,8 @@ Names match the report (latency, tool-call, chat-short, code-long, long-context,
 output-length sweep) so figures can be read side by side. Every measured request is temperature 0
 with a fixed seed; each carries a nonce at the very start of the prompt so that prompt-cache replay
 cannot inflate a sample (only the cache-reuse checks leave the nonce fixed on purpose).
-Decode measurements force an exact length with ``ignore_eos`` + ``n_predict`` (§9 of the API notes).
+Decode measurements force an exact length with ``ignore_eos`` + ``n_predict`` (request fields read in
+tools/server/server-schema.cpp).
 """
 
 from __future__ import annotations

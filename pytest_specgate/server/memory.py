@@ -1,9 +1,10 @@
 """Memory held by the server process: VRAM through NVML, RSS through psutil.
 
-llama-server exposes no VRAM figure (llama-server-api.md §10), so we ask the driver. A background
-thread samples every ``interval`` seconds; the figures are the value right after load (idle) and the
-peak seen while requests ran. On a machine without an NVIDIA GPU, VRAM is "not measurable" (a VRAM
-budget is then skipped with that reason) and the process RSS stands in for the footprint.
+llama-server exposes no VRAM figure (neither ``/metrics`` nor ``/props``; tools/server/server.cpp),
+so we ask the driver. A background thread samples every ``interval`` seconds; the figures are the
+value right after load (idle) and the peak seen while requests ran. On a machine without an NVIDIA
+GPU, VRAM is "not measurable" (a VRAM budget is then skipped with that reason) and the process RSS
+stands in for the footprint.
 """
 
 from __future__ import annotations

@@ -34,7 +34,9 @@ class Running:
 
     def close(self) -> None:
         self.memory.stop()
-        self.client.close()  # close connections first: in-flight requests delay SIGTERM (API notes §8)
+        # close connections first: llama-server finishes in-flight requests before it exits on SIGTERM
+        # (shutdown_handler in tools/server/server.cpp)
+        self.client.close()
         self.server.stop()
 
 

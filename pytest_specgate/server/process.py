@@ -6,7 +6,7 @@ A server may hold 20 GiB of VRAM, so it must never outlive the run that started 
 - ``stop()`` sends SIGTERM, waits, then SIGKILL, and is called on every exit path by the pool.
 
 Readiness is ``/health == 200``: the port is bound before the model loads and answers 503 while
-loading (llama-server-api.md §1, §8). A dead process or a timeout becomes an error carrying the exit
+loading (tools/server/server-http.cpp). A dead process or a timeout becomes an error carrying the exit
 code, the command line and the last 40 log lines, because that is what an operator needs first.
 """
 
