@@ -90,7 +90,8 @@ def _speakable(ids: np.ndarray) -> np.ndarray:
     ends early on an end-of-generation token and never closes ``<think>`` itself: output length is
     ``max_tokens`` and reasoning runs until ``--reasoning-budget`` closes it.
     """
-    return (ids == 10) | ((ids >= 32) & (ids < 127)) | ((ids >= 256) & (ids < 256 + N_MERGES))
+    speakable: np.ndarray = (ids == 10) | ((ids >= 32) & (ids < 127)) | ((ids >= 256) & (ids < 256 + N_MERGES))
+    return speakable
 
 
 class Shape(BaseModel):
