@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
 
-from pytest_specgate.config import Budget, ServingConfig, expand, find_config_file, load, merge_args
+from pytest_specgate.config import (
+    Budget,
+    MetricName,
+    ServingConfig,
+    expand,
+    find_config_file,
+    load,
+    merge_args,
+)
 from pytest_specgate.errors import SpecgateConfigError
+from pytest_specgate.metrics import BUDGET_METRICS
 
 REPO_TOML = Path(__file__).resolve().parents[1] / "specgate.toml"
 
@@ -222,3 +232,8 @@ def test_repo_specgate_toml_mtp_inherits_autoregressive():
     assert [b.limit for b in mtp.budgets_for("sweep", 2000) if b.metric == "decode_tps"] == [44]
     assert mtp.budgets_for("memory", None)[0].metric == "vram_peak_mib"
     assert f.get("demo-ngram").args[-2:] == ["--spec-type", "ngram-mod"]
+
+
+def test_budget_metric_names_are_the_metric_tables_budgetable_rows() -> None:
+    """config.MetricName (a Literal, for pydantic's error messages) must name exactly metrics.BUDGET_METRICS."""
+    assert set(get_args(MetricName)) == BUDGET_METRICS
