@@ -61,6 +61,11 @@ class BinaryHelp(BaseModel):
     removed: dict[str, str] = {}
 
 
+def _provisioned(raw: str, where: str) -> Path | None:
+    """``provisioned:NAME`` (binary, model or an arg) resolved by the provision catalog; None otherwise."""
+    return provisioned_path(raw.split(":", 1)[1], where=where) if raw.startswith("provisioned:") else None
+
+
 # ------------------------------------------------------------------------------------------------
 # the binary
 
@@ -68,8 +73,8 @@ class BinaryHelp(BaseModel):
 def resolve_binary(cfg: ServingConfig) -> Path:
     where = f"{cfg.source}: [configs.{cfg.name}] binary"
     raw = cfg.binary
-    if raw.startswith("provisioned:"):
-        return provisioned_path(raw.split(":", 1)[1], where=where)
+    if (provisioned := _provisioned(raw, where)) is not None:
+        return provisioned
     value = expand(raw, where=where)
     var = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)
     how = (f"set {var.group(1)}=/path/to/llama-server" if var
@@ -211,8 +216,8 @@ def check_args(cfg: ServingConfig, help_: BinaryHelp, binary: Path) -> list[str]
 def resolve_model(cfg: ServingConfig) -> Path:
     where = f"{cfg.source}: [configs.{cfg.name}] model"
     raw = cfg.model
-    if raw.startswith("provisioned:"):
-        return provisioned_path(raw.split(":", 1)[1], where=where)
+    if (provisioned := _provisioned(raw, where)) is not None:
+        return provisioned
     path = Path(expand(raw, where=where))
     if not path.is_file():
         var = re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw)
@@ -303,8 +308,8 @@ def template_path(cfg: ServingConfig) -> Path | None:
 def resolve_arg(cfg: ServingConfig, arg: str) -> str:
     """Args may use ${VAR} and ``provisioned:NAME`` (e.g. a draft model made by `specgate provision`)."""
     where = f"{cfg.source}: [configs.{cfg.name}] args"
-    if arg.startswith("provisioned:"):
-        return str(provisioned_path(arg.split(":", 1)[1], where=where))
+    if (provisioned := _provisioned(arg, where)) is not None:
+        return str(provisioned)
     return expand(arg, where=where) if "${" in arg else arg
 
 
