@@ -42,6 +42,7 @@ __all__ = [
     "is_current",
     "load_shapes",
     "plan_nbytes",
+    "shaped_recipe",
     "tensor_plan",
     "write_gguf",
     "write_shaped",
@@ -52,6 +53,7 @@ __all__ = [
 RECIPE_VERSION = 5
 
 RECIPE_KEY = "specgate.synthetic.recipe"
+DEFAULT_SEED = 20260101
 
 Q = gguf.GGMLQuantizationType
 
@@ -582,7 +584,7 @@ def write_shaped(
     shape: Shape,
     *,
     chat_template: str | None = None,
-    seed: int = 20260101,
+    seed: int = DEFAULT_SEED,
 ) -> Path:
     """A random-weight GGUF with ``shape``'s architecture, tensor shapes and quant types.
 
@@ -595,15 +597,14 @@ def write_shaped(
         meta(w)
         add_vocab(w, vocab, chat_template)
 
+    recipe = shaped_recipe(shape, chat_template=chat_template, seed=seed)
+    return write_gguf(path, shape.arch, tensor_plan(shape), recipe=recipe, seed=seed, metadata=metadata)
+
+
+def shaped_recipe(shape: Shape, *, chat_template: str | None = None, seed: int = DEFAULT_SEED) -> str:
+    """The ``specgate.synthetic.recipe`` that :func:`write_shaped` stamps: compare it to skip a rewrite."""
     extra = "" if chat_template is None else f"-tmpl{hash_text(chat_template)}"
-    return write_gguf(
-        path,
-        shape.arch,
-        tensor_plan(shape),
-        recipe=shape_recipe(shape, extra + f"-s{seed}"),
-        seed=seed,
-        metadata=metadata,
-    )
+    return shape_recipe(shape, extra + f"-s{seed}")
 
 
 def hash_text(text: str) -> str:
