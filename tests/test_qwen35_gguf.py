@@ -253,7 +253,7 @@ def _chat(server: LlamaServer, **extra: object) -> dict[str, object]:
         "seed": 42,
         **extra,
     }
-    r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
+    r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=600)  # a shared 2-core box can crawl
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -332,3 +332,25 @@ def test_drafter_with_another_vocabulary_is_refused(
         with pytest.raises(ServerError, match="no longer running"):
             server.check_alive()
         assert "GGML_ASSERT(i01 >= 0 && i01 < ne01) failed" in server.log_path.read_text(errors="replace")
+
+
+@pytest.mark.slow
+def test_draft_mtp_on_a_target_without_nextn_layers_exits_at_load(server_binary: Path, tmp_path: Path) -> None:
+    """What preflight must say first: the server itself only logs a warning and an error, then exits."""
+    no_mtp = TINY_QWEN35.model_copy(update={"name": "tiny-qwen35-no-mtp", "nextn_layers": 0})
+    model = write_shaped(tmp_path / "no-mtp.gguf", no_mtp, chat_template=chat_template())
+    server = _serve(tmp_path, server_binary, model, "qwen35-no-mtp", MTP_ARGS)
+    with pytest.raises(ServerError, match="exited before it became ready") as exc:
+        server.start(attempts=1)
+    server.stop()
+    assert "context type MTP requested but model doesn't contain MTP layers" in str(exc.value)
+
+
+@pytest.mark.slow
+def test_draft_dflash_without_a_drafter_silently_serves_without_drafts(
+    models: dict[str, Path], server_binary: Path, tmp_path: Path
+) -> None:
+    """Why preflight must refuse ``draft-dflash`` without ``-md``: the server does not."""
+    with _serve(tmp_path, server_binary, models["target"], "qwen35-dflash-no-md", ["--spec-type", "draft-dflash"]) as s:
+        timings = _chat(s, max_tokens=16)["timings"]
+        assert isinstance(timings, dict) and "draft_n" not in timings
