@@ -36,10 +36,9 @@ from pytest_specgate.provision.shapes import (
     RECIPE_KEY,
     SHAPES,
     Shape,
-    hash_text,
     load_shapes,
     plan_nbytes,
-    shape_recipe,
+    shaped_recipe,
     tensor_plan,
     write_shaped,
 )
@@ -64,9 +63,7 @@ def _shape_template(shape: Shape) -> str | None:
 
 def _shape_recipe(shape: Shape) -> str:
     """The recipe string :func:`write_shaped` stamps for this shape, template and seed (checked cheaply)."""
-    template = _shape_template(shape)
-    extra = "" if template is None else f"-tmpl{hash_text(template)}"
-    return shape_recipe(shape, extra + f"-s{SHAPE_SEED}")
+    return shaped_recipe(shape, chat_template=_shape_template(shape), seed=SHAPE_SEED)
 
 
 def _shape_is_current(path: Path, shape: Shape) -> bool:
