@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from pytest_specgate._files import sha256_file as _hash_file
+from pytest_specgate._proc import scrubbed_env
 from pytest_specgate.config import ServingConfig, expand, flag_values, group_args
 from pytest_specgate.errors import PreflightError, SpecgateError
 from pytest_specgate.gguf_header import NotGGUF, read_header
@@ -99,9 +100,8 @@ def _file_key(path: Path) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _help_text(key: str, path: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
     try:
-        proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20, env=env,
+        proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20, env=scrubbed_env(),
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise PreflightError(f"{path} --help could not run: {e}. "

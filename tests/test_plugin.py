@@ -19,6 +19,7 @@ from pytest_specgate.config import Budget
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.options import Options
 from pytest_specgate.session import Session
+from pytest_specgate.store import load
 from pytest_specgate.verdict.budget import check_point
 
 USES_SERVER = """
@@ -157,3 +158,25 @@ def test_inconclusive_warns_and_fails_only_under_strict(strict: bool, tmp_path) 
         with pytest.warns(pytest.PytestWarning, match="INCONCLUSIVE"):
             gate.judge(results)
     assert gate.verdicts == results
+
+
+def test_xdist_workers_hand_their_measurements_to_the_controller(pytester: pytest.Pytester, server_bin,
+                                                                 tiny_gguf) -> None:
+    """Under -n 2 each worker measures its own test; the controller alone writes one results file
+    holding both points and the config's fingerprint."""
+    args = ["-t", "1", "-np", "1", "-c", "1024"]
+    pytester.makefile(".toml", specgate=toml_config("tiny", server_bin, tiny_gguf, args))
+    pytester.makepyfile(textwrap.dedent("""
+        def test_short(specgate_measure):
+            assert specgate_measure("sweep", 16).samples
+
+        def test_long(specgate_measure):
+            assert specgate_measure("sweep", 32).samples
+        """))
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--specgate-results=out")
+    assert result.ret == 0, result.stdout.str()
+    runs = list((pytester.path / "out" / "runs").glob("*.json"))
+    assert len(runs) == 1
+    stored = load(runs[0])
+    assert {(m.workload, m.point) for m in stored.measurements} == {("sweep", 16), ("sweep", 32)}
+    assert stored.configs["tiny"].binary_sha256 and stored.configs["tiny"].model_sha256

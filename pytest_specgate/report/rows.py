@@ -7,7 +7,7 @@ report's second lesson is that they decouple.
 The files are rendered from a stored ``RunResults`` only (never from live session state), so
 ``specgate report RESULTS.json`` reproduces exactly what the run wrote: ``report.json``,
 ``report.md`` (also appended to ``$GITHUB_STEP_SUMMARY`` in GitHub Actions), ``report.html`` (see
-html.py) and ``benchmark-bigger.json``/``benchmark-smaller.json`` for github-action-benchmark.
+page.py) and ``benchmark-bigger.json``/``benchmark-smaller.json`` for github-action-benchmark.
 """
 
 from __future__ import annotations
