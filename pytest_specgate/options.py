@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 #: (name, help, kind) for every option; each gets --specgate-NAME and ini key specgate_NAME
-OPTIONS: list[tuple[str, str, str]] = [
+OPTIONS: list[tuple[str, str, Literal["string"]]] = [
     ("config", "name of the serving config to gate (a [configs.NAME] table); default: the file's `default`", "string"),
     ("file", "path to specgate.toml (default: specgate.toml or [tool.specgate] in pyproject.toml, searched upward)",
      "string"),
@@ -25,7 +25,7 @@ def addoption(parser: pytest.Parser) -> None:
     for name, help_, kind in OPTIONS:
         dest = "specgate_" + name.replace("-", "_")
         group.addoption(f"--specgate-{name}", dest=dest, default=None, help=help_)
-        parser.addini(dest, help=help_, type="string", default="")
+        parser.addini(dest, help=help_, type=kind, default="")
     group.addoption("--specgate-strict", dest="specgate_strict", action="store_true", default=False,
                     help="treat an inconclusive budget (interval straddles the limit at max samples) as a failure")
 
