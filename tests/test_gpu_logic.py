@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from pytest_specgate.errors import PreflightError, ServerError
-from pytest_specgate.measure.roofline import BANDWIDTH_TABLE, parse_footprint, peak_bandwidth, roofline
+from pytest_specgate.measure.roofline import parse_footprint, roofline
 from pytest_specgate.provision import llama_cpp
-from pytest_specgate.server.gpu import VramTracker, parse_visible_devices, select_gpus
+from pytest_specgate.server.gpu import BANDWIDTH_TABLE, VramTracker, parse_visible_devices, peak_bandwidth, select_gpus
 from pytest_specgate.server.gpu_lock import DeviceLock, acquire_devices, pick_free_device
 
 MIB = 2**20

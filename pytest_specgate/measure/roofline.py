@@ -13,63 +13,25 @@ the cells in use at the measured context (a sliding-window cache never holds mor
 plus any recurrent state (read whole every token). With ``-sm layer`` (the default) the cards work
 one after another, so the bound's time is the sum of each card's bytes over its bandwidth.
 
-Peak bandwidth: NVML's maximum memory clock x bus width x 2 (double data rate), else a table of
-known cards. On a CPU build the figure is unavailable: we do not know a CPU's real bandwidth and
-do not make one up.
+Peak bandwidth per card comes from ``server/gpu.py`` (NVML's memory clock x bus width x 2, else a
+table of known cards). Without a GPU the figure is unavailable: we do not know a CPU's real
+bandwidth and do not make one up.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = [
-    "BANDWIDTH_TABLE",
-    "Footprint",
-    "Roofline",
-    "parse_footprint",
-    "peak_bandwidth",
-    "roofline",
-]
+__all__ = ["Footprint", "Roofline", "parse_footprint", "roofline"]
 
 MIB = 2**20
-
-# (substring of the NVML name, bytes/s, where the figure comes from): vendor data-sheet peaks.
-BANDWIDTH_TABLE: tuple[tuple[str, float, str], ...] = (
-    ("H200", 4.8e12, "NVIDIA H200 data sheet"),
-    ("H100 NVL", 3.9e12, "NVIDIA H100 NVL data sheet"),
-    ("H100 PCIe", 2.0e12, "NVIDIA H100 PCIe data sheet"),
-    ("H100", 3.35e12, "NVIDIA H100 SXM data sheet"),
-    ("A100-SXM4-80GB", 2.039e12, "NVIDIA A100 80GB SXM data sheet"),
-    ("A100", 1.555e12, "NVIDIA A100 40GB data sheet"),
-    ("L40S", 0.864e12, "NVIDIA L40S data sheet"),
-    ("RTX 4090", 1.008e12, "GeForce RTX 4090 specifications"),
-    ("RTX 3090 Ti", 1.008e12, "GeForce RTX 3090 Ti specifications"),
-    ("RTX 3090", 0.936e12, "GeForce RTX 3090 specifications"),
-)
 
 _MODEL_BUF = re.compile(r"load_tensors:\s+(\S+) model buffer size =\s+([\d.]+) MiB")
 _KV_BUF = re.compile(r"llama_kv_cache:\s+(\S+) KV buffer size =\s+([\d.]+) MiB")
 _KV_SIZE = re.compile(r"llama_kv_cache: size =\s+([\d.]+) MiB \(\s*(\d+) cells")
 _GPU_BUFFER = re.compile(r"CUDA\d+")  # device memory; CUDA_Host is pinned host memory
 _RS_BUF = re.compile(r"llama_memory_recurrent:\s+(\S+) RS buffer size =\s+([\d.]+) MiB")
-
-
-def peak_bandwidth(nvml: Any, handle: Any, name: str) -> tuple[float | None, str]:
-    """Peak memory bandwidth of one card in bytes/s and where it came from; (None, why) when unknown."""
-    if nvml is not None and handle is not None:
-        try:
-            clock_mhz = nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM)
-            bus_bits = nvml.nvmlDeviceGetMemoryBusWidth(handle)
-        except Exception:  # noqa: BLE001 - older drivers, MIG handles: fall back to the table
-            clock_mhz = bus_bits = 0
-        if clock_mhz and bus_bits:
-            return clock_mhz * 1e6 * bus_bits * 2 / 8, f"NVML: {clock_mhz} MHz x {bus_bits} bit x 2"
-    for key, bw, source in BANDWIDTH_TABLE:
-        if key.lower() in name.lower():
-            return bw, f"table: {source}"
-    return None, f"peak bandwidth of {name or 'this device'!r} unknown (not in NVML or the table)"
 
 
 @dataclass

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "BANDWIDTH_TABLE",
     "Gpu",
     "VramReading",
     "VramTracker",
     "nvml_module",
     "parse_visible_devices",
+    "peak_bandwidth",
     "select_gpus",
 ]
 
@@ -269,6 +271,38 @@ class VramTracker:
         return ("other processes share the measured GPU(s) (" + "; ".join(parts) +
                 "): memory and speed figures are untrustworthy. Fix: run the gate on idle GPUs "
                 "(devices = [...] in the config)")
+
+
+# (substring of the NVML name, bytes/s, where the figure comes from): vendor data-sheet peaks.
+BANDWIDTH_TABLE: tuple[tuple[str, float, str], ...] = (
+    ("H200", 4.8e12, "NVIDIA H200 data sheet"),
+    ("H100 NVL", 3.9e12, "NVIDIA H100 NVL data sheet"),
+    ("H100 PCIe", 2.0e12, "NVIDIA H100 PCIe data sheet"),
+    ("H100", 3.35e12, "NVIDIA H100 SXM data sheet"),
+    ("A100-SXM4-80GB", 2.039e12, "NVIDIA A100 80GB SXM data sheet"),
+    ("A100", 1.555e12, "NVIDIA A100 40GB data sheet"),
+    ("L40S", 0.864e12, "NVIDIA L40S data sheet"),
+    ("RTX 4090", 1.008e12, "GeForce RTX 4090 specifications"),
+    ("RTX 3090 Ti", 1.008e12, "GeForce RTX 3090 Ti specifications"),
+    ("RTX 3090", 0.936e12, "GeForce RTX 3090 specifications"),
+)
+
+
+def peak_bandwidth(nvml: Any, handle: Any, name: str) -> tuple[float | None, str]:
+    """Peak memory bandwidth of one card in bytes/s and where it came from; (None, why) when unknown."""
+    if nvml is not None and handle is not None:
+        try:
+            clock_mhz = nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM)
+            bus_bits = nvml.nvmlDeviceGetMemoryBusWidth(handle)
+        except Exception:  # noqa: BLE001 - older drivers, MIG handles: fall back to the table
+            clock_mhz = bus_bits = 0
+        if clock_mhz and bus_bits:
+            return clock_mhz * 1e6 * bus_bits * 2 / 8, f"NVML: {clock_mhz} MHz x {bus_bits} bit x 2"
+    for key, bw, source in BANDWIDTH_TABLE:
+        if key.lower() in name.lower():
+            return bw, f"table: {source}"
+    return None, f"peak bandwidth of {name or 'this device'!r} unknown (not in NVML or the table)"
+
 
 
 def visible_from_env(env: dict[str, str] | None = None) -> list[str] | None:
