@@ -28,35 +28,50 @@ class Metric:
     per_sample: bool = False
     #: only exists on this measurement variant ("ab": A/B pairs, "lossless": the lossless probe)
     variant: str = ""
+    #: the workloads a budget on it can sit at: the suites record it only there, so a budget anywhere
+    #: else would never be judged (config.py refuses it at load)
+    workloads: tuple[str, ...] = ()
+    #: at the ``sweep`` workload it is recorded per output length (a budget names a sweep ``point``);
+    #: False for figures of the whole sweep (collapse, crossover: ``point`` stays empty)
+    per_point: bool = True
+    #: a deterministic figure (a memory reading, a temperature-0 comparison): every value must meet the
+    #: budget and no interval is drawn, because nothing is sampled noise
+    exact: bool = False
 
+
+#: workloads whose points the sampler measures (suites/test_decode.py, test_prefill.py)
+_MEASURED = ("sweep", "latency", "chat-short", "code-long", "long-context")
+#: workloads of the temperature-0 probe (suites/test_lossless.py)
+_PROBED = ("latency", "tool-call", "chat-short", "code-long")
 
 #: in display order: the terminal, Markdown, HTML and benchmark rows follow it
 _TABLE = (
-    Metric("decode_tps", "tok/s", True, per_sample=True),
-    Metric("client_decode_tps", "tok/s", True, per_sample=True),
-    Metric("ttft_ms", "ms", False, per_sample=True),
-    Metric("prefill_ms", "ms", False, per_sample=True),
-    Metric("prompt_tps", "tok/s", True, per_sample=True),
-    Metric("wall_ms", "ms", False, per_sample=True),
-    Metric("reasoning_share", "", False, per_sample=True),
-    Metric("cache_reuse", "", True, per_sample=True),
-    Metric("prefix_reuse", "", True),
-    Metric("prefill_speedup", "x", True),
-    Metric("acceptance", "", True, per_sample=True),
-    Metric("mean_accepted_run", "tok", True, per_sample=True),
-    Metric("speedup", "x", True, variant="ab"),
-    Metric("wall_speedup", "x", True, variant="ab"),
-    Metric("decode_collapse", "x", True),
-    Metric("crossover_tokens", "tok", False),
-    Metric("exact_match", "", True, variant="lossless"),
-    Metric("drift_chars", "chars", False, variant="lossless"),
-    Metric("first_divergence", "chars", True, variant="lossless"),
-    Metric("vram_idle_mib", "MiB", False),
-    Metric("vram_peak_mib", "MiB", False),
+    Metric("decode_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
+    Metric("client_decode_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
+    Metric("ttft_ms", "ms", False, per_sample=True, workloads=_MEASURED),
+    Metric("prefill_ms", "ms", False, per_sample=True, workloads=_MEASURED),
+    Metric("prompt_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
+    Metric("wall_ms", "ms", False, per_sample=True, workloads=_MEASURED),
+    Metric("reasoning_share", "", False, per_sample=True, workloads=_MEASURED),
+    Metric("cache_reuse", "", True, per_sample=True, workloads=(*_MEASURED, "cache-reuse")),
+    Metric("prefix_reuse", "", True, workloads=("cache-reuse",)),
+    Metric("prefill_speedup", "x", True, workloads=("cache-reuse",)),
+    Metric("prefill_slowdown", "x", False, workloads=("long-context",)),
+    Metric("acceptance", "", True, per_sample=True, workloads=_MEASURED),
+    Metric("mean_accepted_run", "tok", True, per_sample=True, workloads=_MEASURED),
+    Metric("speedup", "x", True, variant="ab", workloads=("sweep",)),
+    Metric("wall_speedup", "x", True, variant="ab", workloads=("sweep",)),
+    Metric("decode_collapse", "x", True, workloads=("sweep",), per_point=False),
+    Metric("crossover_tokens", "tok", False, workloads=("sweep",), per_point=False),
+    Metric("exact_match", "", True, variant="lossless", workloads=_PROBED, exact=True),
+    Metric("drift_chars", "chars", False, variant="lossless", workloads=_PROBED, exact=True),
+    Metric("first_divergence", "chars", True, variant="lossless", workloads=_PROBED, exact=True),
+    Metric("vram_idle_mib", "MiB", False, workloads=("memory",), exact=True),
+    Metric("vram_peak_mib", "MiB", False, workloads=("memory",), exact=True),
     # reported by the memory probe but not budgetable; its unit and direction were never declared, so
     # reports show it without a unit and benchmark files list it as bigger-is-better (kept as it was)
-    Metric("rss_idle_mib", "", True, budget=False),
-    Metric("rss_peak_mib", "MiB", False),
+    Metric("rss_idle_mib", "", True, budget=False, workloads=("memory",), exact=True),
+    Metric("rss_peak_mib", "MiB", False, workloads=("memory",), exact=True),
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in _TABLE}
