@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from pytest_specgate.errors import SpecgateConfigError
+from pytest_specgate.metrics import METRICS
 
 #: Metrics a budget may name: the budgetable rows of ``metrics.METRICS`` (a test checks they agree).
 MetricName = Literal[
@@ -31,6 +32,7 @@ MetricName = Literal[
     "cache_reuse",
     "prefix_reuse",
     "prefill_speedup",
+    "prefill_slowdown",
     "acceptance",
     "mean_accepted_run",
     "speedup",
@@ -75,8 +77,9 @@ class Budget(_Strict):
         return self
 
     @property
-    def key(self) -> tuple[str, str, int | None]:
-        return (self.metric, self.workload, self.point)
+    def key(self) -> tuple[str, str, int | None, str]:
+        """What ``extends`` overrides by: a floor and a ceiling on one metric and point are two budgets."""
+        return (self.metric, self.workload, self.point, self.op)
 
     @property
     def limit(self) -> float:
@@ -364,6 +367,39 @@ def _resolve(name: str, raws: dict[str, RawConfig], path: Path, prefix: str,
     budgets.update({b.key: b for b in raw.budgets or []})
     merged["budgets"] = list(budgets.values())
     try:
-        return ServingConfig.model_validate({**merged, "name": name, "source": str(path)})
+        cfg = ServingConfig.model_validate({**merged, "name": name, "source": str(path)})
     except ValidationError as e:
         raise _explain(path, f"{prefix}configs.{name}", e) from None
+    for budget in cfg.budgets:
+        _check_budget(budget, cfg, raw, path, prefix)
+    return cfg
+
+
+def _check_budget(budget: Budget, cfg: ServingConfig, raw: RawConfig, path: Path, prefix: str) -> None:
+    """Refuse a budget no suite would ever judge: a silent pass is worse than a failed load.
+
+    The metric table (``metrics.METRICS``) says at which workloads each metric is recorded and
+    whether a ``sweep`` budget names an output length; the config's own sweep says which lengths exist.
+    """
+    own = raw.budgets or []
+    where = (f"key '{prefix}configs.{cfg.name}.budgets[{own.index(budget)}]'" if budget in own
+             else f"configs.{cfg.name}'s budget inherited through `extends = {raw.extends!r}`")
+    head = f"{path}: {where} ({budget.describe()})"
+    metric = METRICS[budget.metric]
+    if budget.workload not in metric.workloads:
+        raise SpecgateConfigError(
+            f"{head}: {budget.metric} is never recorded at workload {budget.workload!r}, so this budget would never "
+            f"be judged. Fix: set workload = {' or '.join(repr(w) for w in metric.workloads)}.")
+    points = sorted(set(cfg.workloads.sweep) | set(cfg.workloads.quick_sweep or []))
+    if budget.workload == "sweep" and metric.per_point:
+        if budget.point not in points:
+            have = "has no point" if budget.point is None else f"names point {budget.point}"
+            raise SpecgateConfigError(
+                f"{head}: the budget {have}, but this config measures {budget.metric} at the sweep points "
+                f"{points} only, so it would never be judged. Fix: set point to one of {points}, or add it to "
+                f"workloads.sweep.")
+    elif budget.point is not None:
+        what = "the whole sweep" if budget.workload == "sweep" else f"workload {budget.workload!r}"
+        raise SpecgateConfigError(
+            f"{head}: {budget.metric} is recorded once for {what}, without a point, so a budget at point "
+            f"{budget.point} would never be judged. Fix: remove `point`.")
