@@ -19,6 +19,14 @@ from pytest_specgate import provision
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_real_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin appends report.md to ``$GITHUB_STEP_SUMMARY``. In CI that is the real job summary, and the
+    plugin's own tests (and every pytest process they start, which inherits the environment) would fill
+    it with test runs; a test that checks the summary sets its own file."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture(scope="session")
 def server_bin() -> Path:
     return provision.llama_server()
