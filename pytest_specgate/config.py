@@ -47,6 +47,10 @@ MetricName = Literal[
     "rss_peak_mib",
 ]
 
+#: request fields each workload sets itself; ``request_extras`` may not override them
+GATE_FIELDS = frozenset({"messages", "tools", "tool_choice", "stream", "stream_options", "n_predict", "max_tokens",
+                         "max_completion_tokens", "ignore_eos", "seed", "temperature", "top_k"})
+
 WorkloadName = Literal[
     "latency", "tool-call", "chat-short", "code-long", "long-context", "sweep", "cache-reuse", "memory", "derived"
 ]
@@ -95,23 +99,30 @@ class Budget(_Strict):
 
 
 class Workloads(_Strict):
-    """How each config is exercised: sizes and sample counts (the report's "N=1 misleads")."""
+    """How each config is exercised: sizes and sample counts (the report's "N=1 misleads").
+
+    Every count has its lower bound here: ``samples = 0`` or ``confidence = 1.5`` would otherwise
+    be accepted and surface later as an empty table or an interval that means nothing.
+    """
 
     sweep: list[int] = Field(default_factory=lambda: [100, 500, 1000, 2000])
-    fixed_output: int = 256
-    long_context_tokens: int = 43000
-    long_context_output: int = 100
-    samples: int = 5
-    warmup: int = 1
-    max_samples: int = 12
-    quick_samples: int = 3
+    fixed_output: int = Field(default=256, ge=1)
+    long_context_tokens: int = Field(default=43000, ge=1)
+    long_context_output: int = Field(default=100, ge=1)
+    samples: int = Field(default=5, ge=1)
+    warmup: int = Field(default=1, ge=0)
+    max_samples: int = Field(default=12, ge=1)
+    quick_samples: int = Field(default=3, ge=1)
     quick_sweep: list[int] | None = None
-    confidence: float = 0.95
-    ab_rounds: int = 2
-    probe_prompts: int = 3
-    probe_max_tokens: int = 0
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    ab_rounds: int = Field(default=2, ge=1)
+    #: samples per side for the upgrade verdict (--specgate-against), in ABBA blocks; 12 is the design the
+    #: seeded simulations validate (verdict/paired.py)
+    ab_samples: int = Field(default=12, ge=2)
+    probe_prompts: int = Field(default=3, ge=0)
+    probe_max_tokens: int = Field(default=0, ge=0)
     seed: int = 42
-    request_timeout: float = 600.0
+    request_timeout: float = Field(default=600.0, gt=0.0)
 
     @field_validator("sweep")
     @classmethod
@@ -119,6 +130,13 @@ class Workloads(_Strict):
         if not v or any(n <= 1 for n in v):
             raise ValueError("sweep must list output lengths greater than 1")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _max_covers_samples(self) -> Workloads:
+        if self.max_samples < self.samples:
+            raise ValueError(f"max_samples ({self.max_samples}) is below samples ({self.samples}); "
+                             f"adaptive sampling only adds samples")
+        return self
 
 
 class Thresholds(_Strict):
@@ -141,6 +159,7 @@ class RawConfig(_Strict):
     description: str | None = None
     extends: str | None = None
     reference: str | None = None
+    against: str | None = None
     binary: str | None = None
     model: str | None = None
     args: list[str] | None = None
@@ -152,6 +171,7 @@ class RawConfig(_Strict):
     budgets: list[Budget] | None = None
     expect_speculative: bool | None = None
     expect_tool_calls: bool | None = None
+    request_extras: dict[str, Any] | None = None
 
 
 class ServingConfig(_Strict):
@@ -160,6 +180,8 @@ class ServingConfig(_Strict):
     name: str
     description: str = ""
     reference: str | None = None
+    #: the deployed config the upgrade verdict measures this one against, side by side (--specgate-against)
+    against: str | None = None
     binary: str
     model: str
     args: list[str] = Field(default_factory=list)
@@ -170,7 +192,19 @@ class ServingConfig(_Strict):
     budgets: list[Budget] = Field(default_factory=list)
     expect_speculative: bool | None = None
     expect_tool_calls: bool = True
+    #: fields added to every request body, beyond the plain OpenAI shape the gate sends (e.g.
+    #: ``parallel_tool_calls = false``): declared here because the user's clients must send them too
+    request_extras: dict[str, Any] = Field(default_factory=dict)
     source: str = ""
+
+    @field_validator("request_extras")
+    @classmethod
+    def _extras_leave_the_workload_alone(cls, v: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(v) & GATE_FIELDS)
+        if taken:
+            raise ValueError(f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} set by each workload "
+                             f"(the measurement depends on it), so it cannot be a request extra")
+        return v
 
     @property
     def speculative(self) -> bool:
@@ -227,15 +261,84 @@ def flag_values(args: list[str], flag: str) -> list[str]:
     return [v for f, vals in group_args(args) if f == flag for v in vals]
 
 
+#: Flags llama.cpp accumulates when given more than once (handlers that push_back in common/arg.cpp),
+#: by spelling -> one canonical spelling, so ``-ot`` in a child replaces ``--override-tensor`` in a parent.
+_REPEATABLE_SPELLINGS: list[tuple[str, ...]] = [
+    ("-ot", "--override-tensor"),
+    ("-otd", "--spec-draft-override-tensor", "--override-tensor-draft"),
+    ("--override-kv",),
+    ("--lora",),
+    ("--lora-scaled",),
+    ("--control-vector",),
+    ("--control-vector-scaled",),
+    ("-r", "--reverse-prompt"),
+    ("-l", "--logit-bias"),
+    ("--dry-sequence-breaker",),
+    ("--image", "--audio", "--video"),
+    ("--in-file",),
+    ("--context-file",),
+    ("--tensor-filter",),
+    ("--api-key",),
+]
+REPEATABLE = {spelling: names[0] for names in _REPEATABLE_SPELLINGS for spelling in names}
+
+#: Flags whose value is a credential (or the path to one): common/arg.cpp ``-hft/--hf-token``,
+#: ``--api-key``, ``--api-key-file`` and tools/server's ``--ssl-key-file``. Their values are never
+#: stored or shown; the fingerprint keeps only a hash of the expanded argv.
+SECRET_FLAGS = frozenset({"-hft", "--hf-token", "--api-key", "--api-key-file", "--ssl-key-file"})
+REDACTED = "<redacted>"
+
+
+def redact_args(args: list[str]) -> list[str]:
+    """``args`` with the value of every secret-bearing flag replaced (``--hf-token=x`` too)."""
+    out: list[str] = []
+    hide = False
+    for tok in args:
+        if hide and not _is_flag(tok):
+            out.append(REDACTED)
+            continue
+        hide = False
+        flag, eq, _value = tok.partition("=")
+        if flag in SECRET_FLAGS:
+            if eq:
+                out.append(f"{flag}={REDACTED}")
+            else:
+                out.append(tok)
+                hide = True
+            continue
+        out.append(tok)
+    return out
+
+
+def _canonical(flag: str) -> str:
+    return REPEATABLE.get(flag, flag)
+
+
 def merge_args(parent: list[str], child: list[str], remove: list[str]) -> list[str]:
-    """Child flags replace the parent's same-spelled flag in place; new ones are appended."""
-    merged = [(f, vals) for f, vals in group_args(parent) if f not in remove]
+    """Merge a child config's args into its parent's.
+
+    A flag the child gives replaces *every* occurrence of that flag in the parent, at the place of
+    the parent's first one (so argv diffs stay readable); flags new to the parent are appended.
+    For repeatable flags (``-ot``, ``--lora``, ``--override-kv``, ...) that means the child's list
+    of occurrences replaces the parent's list: parent ``-ot a -ot b`` + child ``-ot c -ot d`` gives
+    ``-ot c -ot d``. To keep a parent's occurrence, repeat it in the child.
+    """
+    removed = {_canonical(f) for f in remove}
+    merged = [(f, vals) for f, vals in group_args(parent) if _canonical(f) not in removed]
     child_groups = group_args(child)
-    positions = {f: i for i, (f, _) in enumerate(merged)}
-    # keep the parent's order for replaced flags so diffs of argv stay readable
-    replaced = {f: vals for f, vals in child_groups if f in positions}
-    out = [(f, replaced.get(f, vals)) for f, vals in merged]
-    out += [(f, vals) for f, vals in child_groups if f not in positions]
+    given: dict[str, list[tuple[str, list[str]]]] = {}
+    for f, vals in child_groups:
+        given.setdefault(_canonical(f), []).append((f, vals))
+    out: list[tuple[str, list[str]]] = []
+    placed: set[str] = set()
+    for f, vals in merged:
+        key = _canonical(f)
+        if key not in given:
+            out.append((f, vals))
+        elif key not in placed:
+            out += given[key]
+            placed.add(key)
+    out += [(f, vals) for f, vals in child_groups if _canonical(f) not in placed]
     return [tok for f, vals in out for tok in (f, *vals)]
 
 
@@ -281,6 +384,18 @@ def _loc(err: ErrorDetails) -> str:
     return ".".join(str(p) for p in err["loc"])
 
 
+def _workload_default(err: ErrorDetails) -> str | None:
+    """The default of the workloads key an error is about, or None when it is about another key."""
+    loc = [str(p) for p in err["loc"]]
+    if len(loc) < 2 or loc[-2] != "workloads":
+        return None
+    field = Workloads.model_fields.get(loc[-1])
+    if field is None:
+        return None
+    default = field.get_default(call_default_factory=True)
+    return f"{loc[-1]} = {default!r}".replace("None", "unset").lower()
+
+
 def _explain(path: Path, prefix: str, exc: ValidationError) -> SpecgateConfigError:
     lines = []
     for err in exc.errors():
@@ -289,6 +404,10 @@ def _explain(path: Path, prefix: str, exc: ValidationError) -> SpecgateConfigErr
             fix = "remove it or check its spelling (see the README's config reference)"
         elif err["type"] == "literal_error":
             fix = f"use one of: {(err.get('ctx') or {}).get('expected', '')}"
+        elif "max_samples" in err["msg"]:
+            fix = "raise max_samples to at least samples, or lower samples"
+        elif (default := _workload_default(err)) is not None:
+            fix = f"set it within that range (the default is {default})"
         else:
             fix = "see the README's config reference"
         lines.append(f"{path}: key {key!r}: {err['msg']}. Fix: {fix}.")
@@ -328,6 +447,12 @@ def load(path: Path) -> SpecgateFile:
         raise _explain(path, f"{prefix}thresholds", e) from None
     configs = {name: _resolve(name, raws, path, prefix) for name in raws}
     for name, cfg in configs.items():
+        if cfg.against and (cfg.against not in configs or cfg.against == name):
+            raise SpecgateConfigError(
+                f"{path}: key '{prefix}configs.{name}.against' names {cfg.against!r}, which is "
+                f"{'the config itself' if cfg.against == name else 'not defined'}. "
+                f"Fix: name the deployed config, one of {sorted(set(configs) - {name})}."
+            )
         if cfg.reference and cfg.reference not in configs:
             raise SpecgateConfigError(
                 f"{path}: key '{prefix}configs.{name}.reference' names {cfg.reference!r}, which is not defined. "
@@ -358,10 +483,12 @@ def _resolve(name: str, raws: dict[str, RawConfig], path: Path, prefix: str,
         merged = parent.model_dump(exclude={"name", "source", "workloads", "budgets", "description"})
         merged["workloads"] = parent.workloads.model_dump(exclude_unset=True)
         merged["budgets"] = list(parent.budgets)
-    own = raw.model_dump(exclude_none=True, exclude={"extends", "args", "args_remove", "env", "workloads", "budgets"})
+    own = raw.model_dump(exclude_none=True, exclude={"extends", "args", "args_remove", "env", "workloads", "budgets",
+                                                     "request_extras"})
     merged.update(own)
     merged["args"] = merge_args(list(merged.get("args", [])), raw.args or [], raw.args_remove or [])
     merged["env"] = {**merged.get("env", {}), **(raw.env or {})}
+    merged["request_extras"] = {**merged.get("request_extras", {}), **(raw.request_extras or {})}
     merged["workloads"] = {**merged.get("workloads", {}), **(raw.workloads or {})}
     budgets = {b.key: b for b in merged.get("budgets", [])}
     budgets.update({b.key: b for b in raw.budgets or []})
