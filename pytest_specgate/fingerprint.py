@@ -9,6 +9,8 @@ runs turns the difference into sentences such as ``flags changed: -t 2 -> -t 1``
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import platform
 import socket
@@ -21,13 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pytest_specgate._files import cached_sha256, read_hash_cache, sha256_file, write_hash_cache
 from pytest_specgate._proc import scrubbed_env
-from pytest_specgate.config import group_args
+from pytest_specgate.config import group_args, redact_args
 from pytest_specgate.preflight import ModelFacts, Resolved
 from pytest_specgate.provision.cache import hash_cache_path
 from pytest_specgate.server.memory import gpu_inventory
 
-__all__ = ["ConfigFingerprint", "Host", "binary_version", "collect", "file_sha256", "fingerprint_changes",
-           "flag_diff", "host_changes", "host_info"]
+__all__ = ["ConfigFingerprint", "Host", "args_sha256", "written_args", "binary_version", "collect", "file_sha256",
+           "fingerprint_changes", "flag_diff", "host_changes", "host_info"]
 
 
 class _Model(BaseModel):
@@ -61,9 +63,15 @@ class ConfigFingerprint(_Model):
     model: str
     model_sha256: str
     model_facts: ModelFacts
+    #: the argv as written in the config: ``${VAR}`` unexpanded, secret-bearing values redacted, so a
+    #: results file, report or gh-pages benchmark never carries a token
     args: list[str]
+    #: sha256 of the argv as started (expanded): a changed ``${VAR}`` value still shows as a change
+    args_sha256: str = ""
     env_keys: list[str] = Field(default_factory=list)
     chat_template_sha256: str | None = None
+    #: what every request carried beyond the plain OpenAI body (``request_extras``)
+    request_extras: dict[str, Any] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -84,9 +92,23 @@ def collect(resolved: Resolved, props: dict[str, Any] | None = None) -> ConfigFi
         binary=str(r.binary), binary_sha256=r.binary_sha256, binary_version=binary_version(r.binary, r.binary_sha256),
         build_info=str(props.get("build_info", "") or ""),
         model=str(r.model), model_sha256=file_sha256(r.model), model_facts=r.model_facts,
-        args=list(r.args), env_keys=sorted(r.config.env),
+        args=written_args(r), args_sha256=args_sha256(r.args), env_keys=sorted(r.config.env),
         chat_template_sha256=sha256_file(tpl) if tpl and tpl.is_file() else None,
+        request_extras=dict(r.config.request_extras),
     )
+
+
+def written_args(resolved: Resolved) -> list[str]:
+    """The argv as the config writes it (``${VAR}`` and ``provisioned:NAME`` kept), secrets redacted."""
+    cfg = resolved.config
+    template = ["--chat-template-file", cfg.chat_template_file] if resolved.chat_template_file and \
+        cfg.chat_template_file else []
+    return redact_args([*cfg.args, *template])
+
+
+def args_sha256(expanded: list[str]) -> str:
+    """A hash of the argv as started: it tells a changed secret or ``${VAR}`` value without showing it."""
+    return hashlib.sha256("\0".join(expanded).encode()).hexdigest()
 
 
 def binary_version(binary: Path, sha256: str) -> str:
@@ -139,6 +161,10 @@ def _short(sha: str) -> str:
     return f"{sha[:8]}.." if sha else "unknown"
 
 
+def _extras(extras: dict[str, Any]) -> str:
+    return json.dumps(extras, sort_keys=True, separators=(",", ":")) if extras else "none"
+
+
 def flag_diff(old: list[str], new: list[str]) -> list[str]:
     """Argv difference as flag groups: ["-t 2 -> -t 1", "added --spec-type ngram-mod", "removed -fa on"]."""
     def groups(args: list[str]) -> dict[str, list[list[str]]]:
@@ -179,6 +205,11 @@ def fingerprint_changes(old: ConfigFingerprint, new: ConfigFingerprint) -> list[
         out.append(f"GGUF moved ({old.model} -> {new.model}), same sha256")
     if flags := flag_diff(old.args, new.args):
         out.append("flags changed: " + ", ".join(flags))
+    elif old.args_sha256 and new.args_sha256 and old.args_sha256 != new.args_sha256:
+        out.append(f"flags changed: same as written, but a ${{VAR}} or secret value differs "
+                   f"(argv sha256 {_short(old.args_sha256)} -> {_short(new.args_sha256)})")
+    if old.request_extras != new.request_extras:
+        out.append(f"request extras changed: {_extras(old.request_extras)} -> {_extras(new.request_extras)}")
     if old.env_keys != new.env_keys:
         added = sorted(set(new.env_keys) - set(old.env_keys))
         removed = sorted(set(old.env_keys) - set(new.env_keys))

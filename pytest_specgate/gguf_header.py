@@ -34,24 +34,35 @@ def _read(f: BinaryIO, fmt: str) -> Any:
     return struct.unpack(fmt, data)[0]
 
 
-def _string(f: BinaryIO) -> str:
+def _left(f: BinaryIO, size: int) -> int:
+    """Bytes left after the current position: the bound every length in the header must respect."""
+    return size - f.tell()
+
+
+def _string(f: BinaryIO, size: int) -> str:
     n = _read(f, "<Q")
+    if n > _left(f, size):  # a damaged length would otherwise ask read() for exabytes (MemoryError)
+        raise NotGGUF(f"a string length of {n} bytes at offset {f.tell() - 8} runs past the end of the file")
     data = f.read(n)
     if len(data) != n:
         raise NotGGUF("the header ends early (truncated file)")
     return data.decode("utf-8", "replace")
 
 
-def _value(f: BinaryIO, vtype: int) -> Any:
+def _value(f: BinaryIO, vtype: int, size: int) -> Any:
     if vtype == GGUFValueType.STRING:
-        return _string(f)
+        return _string(f, size)
     if vtype == GGUFValueType.ARRAY:
         item, count = _read(f, "<I"), _read(f, "<Q")
+        # every element takes at least one byte (a string at least its 8-byte length)
+        smallest = struct.calcsize(_SCALAR[GGUFValueType(item)]) if item in _SCALAR else 8
+        if count * smallest > _left(f, size):
+            raise NotGGUF(f"an array of {count} elements at offset {f.tell() - 12} runs past the end of the file")
         if item in _SCALAR:
-            f.seek(struct.calcsize(_SCALAR[GGUFValueType(item)]) * count, 1)
+            f.seek(smallest * count, 1)
         else:
             for _ in range(count):
-                _value(f, item)
+                _value(f, item, size)
         return None  # arrays are skipped: preflight needs none of them
     if vtype in _SCALAR:
         return _read(f, _SCALAR[GGUFValueType(vtype)])
@@ -60,12 +71,13 @@ def _value(f: BinaryIO, vtype: int) -> Any:
 
 def read_header(path: Path) -> dict[str, Any]:
     """Every key of the header; array values are None (present, not read)."""
+    size = path.stat().st_size
     with path.open("rb", buffering=1 << 20) as f:
         if _read(f, "<I") != GGUF_MAGIC:
             raise NotGGUF("no GGUF magic")
         _version, _n_tensors, n_kv = _read(f, "<I"), _read(f, "<Q"), _read(f, "<Q")
         out: dict[str, Any] = {}
         for _ in range(n_kv):
-            key = _string(f)
-            out[key] = _value(f, _read(f, "<I"))
+            key = _string(f, size)
+            out[key] = _value(f, _read(f, "<I"), size)
         return out
