@@ -24,6 +24,7 @@ from pytest_specgate.measure.roofline import parse_footprint, roofline
 from pytest_specgate.provision import llama_cpp
 from pytest_specgate.server.gpu import BANDWIDTH_TABLE, VramTracker, parse_visible_devices, peak_bandwidth, select_gpus
 from pytest_specgate.server.gpu_lock import DeviceLock, acquire_devices, pick_free_device
+from pytest_specgate.server.memory import MemoryProbe
 
 MIB = 2**20
 
@@ -429,3 +430,43 @@ def test_real_cuda_configure_without_cublas_names_it(tmp_path: Path, monkeypatch
     assert not (spec.root / "build.json").exists()
 
 
+
+
+# ---- the memory probe on top of it ----
+
+
+def test_the_probe_names_its_vram_method_and_keeps_rss(tmp_path: Path) -> None:
+    """The probe's own process stands in for a server; the stand-in NVML lists it on card 1 of two."""
+    cards = [Card(), Card()]
+    nvml = FakeNvml(cards)
+    probe = MemoryProbe(visible=["1"], nvml=nvml).before_load()
+    assert probe.gpu_present and [g.label for g in probe.gpus] == ["1"]
+    load(cards[1], os.getpid(), 3000)
+    probe.attach(os.getpid())
+    probe.mark_idle()
+    figures = probe.figures()
+    assert figures["vram_peak_mib"] == 3000.0 and figures["vram_peak_mib_per_gpu"] == 3000.0
+    assert figures["rss_peak_mib"] > 0
+    assert probe.method == "per-process" and probe.describe() == "VRAM by per-process: GPU 1 3000 MiB"
+    assert probe.skip_reason("vram_peak_mib") == ""
+    assert probe.bandwidths()[0][1].startswith("NVML")
+
+
+def test_without_nvml_vram_is_not_measurable_and_says_why() -> None:
+    probe = MemoryProbe(os.getpid())
+    probe.mark_idle()
+    if probe.gpu_present:
+        pytest.skip("this machine has an NVIDIA GPU")
+    assert "vram_peak_mib" not in probe.figures() and "rss_peak_mib" in probe.figures()
+    assert probe.skip_reason("vram_peak_mib").startswith("VRAM not measurable here: ")
+    assert probe.method == "" and probe.bandwidths() == []
+
+
+def test_a_gpu_with_an_invisible_server_says_why_not_skips() -> None:
+    card = Card(procs=[Proc(777, 100 * MIB)])
+    probe = MemoryProbe(nvml=FakeNvml([card])).before_load()
+    load(card, 987654, 2000)
+    probe.attach(os.getpid())
+    probe.mark_idle()
+    assert probe.gpu_present and "vram_peak_mib" not in probe.figures()
+    assert probe.skip_reason("vram_peak_mib").startswith("VRAM not measurable on GPU(s) 0: the server's PID")
