@@ -24,6 +24,7 @@ from pytest_specgate.metrics import METRICS
 MetricName = Literal[
     "decode_tps",
     "client_decode_tps",
+    "roofline_ratio",
     "ttft_ms",
     "prefill_ms",
     "prompt_tps",
@@ -43,6 +44,7 @@ MetricName = Literal[
     "drift_chars",
     "first_divergence",
     "vram_peak_mib",
+    "vram_peak_mib_per_gpu",
     "vram_idle_mib",
     "rss_peak_mib",
 ]
@@ -172,6 +174,7 @@ class RawConfig(_Strict):
     expect_speculative: bool | None = None
     expect_tool_calls: bool | None = None
     request_extras: dict[str, Any] | None = None
+    devices: list[int] | None = None
 
 
 class ServingConfig(_Strict):
@@ -195,7 +198,30 @@ class ServingConfig(_Strict):
     #: fields added to every request body, beyond the plain OpenAI shape the gate sends (e.g.
     #: ``parallel_tool_calls = false``): declared here because the user's clients must send them too
     request_extras: dict[str, Any] = Field(default_factory=dict)
+    #: GPU indices (NVML/PCI order) the server may use, passed as CUDA_VISIBLE_DEVICES; each is locked
+    #: while the server runs. None: every GPU (or, for an xdist worker on several GPUs, a free one)
+    devices: list[int] | None = None
     source: str = ""
+
+    @field_validator("devices")
+    @classmethod
+    def _distinct_devices(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(d < 0 for d in v) or len(set(v)) != len(v)):
+            raise ValueError(f"devices {v} must be distinct GPU indices >= 0, e.g. [0] or [0, 1]")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way_to_name_gpus(self) -> ServingConfig:
+        if self.devices is not None and "CUDA_VISIBLE_DEVICES" in self.env:
+            raise ValueError("give the GPUs once: `devices` sets CUDA_VISIBLE_DEVICES; drop it from `env`")
+        return self
+
+    @property
+    def device_env(self) -> dict[str, str]:
+        """``env`` plus ``CUDA_VISIBLE_DEVICES`` from ``devices``: what the server is started with."""
+        if self.devices is None:
+            return dict(self.env)
+        return {**self.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, self.devices))}
 
     @field_validator("request_extras")
     @classmethod

@@ -48,6 +48,8 @@ _PROBED = ("latency", "tool-call", "chat-short", "code-long")
 _TABLE = (
     Metric("decode_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
     Metric("client_decode_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
+    # decode over the card's memory-bandwidth bound (measure/roofline.py); one value per decode sample
+    Metric("roofline_ratio", "", True, workloads=("sweep",)),
     Metric("ttft_ms", "ms", False, per_sample=True, workloads=_MEASURED),
     Metric("prefill_ms", "ms", False, per_sample=True, workloads=_MEASURED),
     Metric("prompt_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
@@ -68,6 +70,8 @@ _TABLE = (
     Metric("first_divergence", "chars", True, variant="lossless", workloads=_PROBED, exact=True),
     Metric("vram_idle_mib", "MiB", False, workloads=("memory",), exact=True),
     Metric("vram_peak_mib", "MiB", False, workloads=("memory",), exact=True),
+    # the fullest card's peak when a server spans several (-ts/-sm); vram_peak_mib is their total
+    Metric("vram_peak_mib_per_gpu", "MiB", False, workloads=("memory",), exact=True),
     # reported by the memory probe but not budgetable; its unit and direction were never declared, so
     # reports show it without a unit and benchmark files list it as bigger-is-better (kept as it was)
     Metric("rss_idle_mib", "", True, budget=False, workloads=("memory",), exact=True),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specgate.errors import PreflightError, ServerError
+from pytest_specgate.config import load as load_config
+from pytest_specgate.errors import PreflightError, ServerError, SpecgateConfigError
 from pytest_specgate.measure.roofline import parse_footprint, roofline
 from pytest_specgate.provision import llama_cpp
 from pytest_specgate.server.gpu import BANDWIDTH_TABLE, VramTracker, parse_visible_devices, peak_bandwidth, select_gpus
@@ -470,3 +471,31 @@ def test_a_gpu_with_an_invisible_server_says_why_not_skips() -> None:
     probe.mark_idle()
     assert probe.gpu_present and "vram_peak_mib" not in probe.figures()
     assert probe.skip_reason("vram_peak_mib").startswith("VRAM not measurable on GPU(s) 0: the server's PID")
+
+
+# ---- config: devices ----
+
+
+def test_devices_become_cuda_visible_devices(tmp_path: Path) -> None:
+    path = tmp_path / "specgate.toml"
+    path.write_text('[configs.a]\nbinary = "b"\nmodel = "m"\ndevices = [0, 1]\n'
+                    '[configs.b]\nextends = "a"\ndevices = [1]\n'
+                    '[configs.c]\nbinary = "b"\nmodel = "m"\n')
+    cfgs = load_config(path)
+    assert cfgs.get("a").device_env == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert cfgs.get("b").device_env == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert cfgs.get("c").devices is None and cfgs.get("c").device_env == {}
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ('devices = [0, 0]', "must be distinct GPU indices"),
+    ('devices = [-1]', "must be distinct GPU indices"),
+    ('devices = [0]\nenv = { CUDA_VISIBLE_DEVICES = "1" }', "give the GPUs once"),
+])
+def test_bad_devices_are_one_line_with_the_fix(tmp_path: Path, body: str, words: str) -> None:
+    path = tmp_path / "specgate.toml"
+    path.write_text(f'[configs.a]\nbinary = "b"\nmodel = "m"\n{body}\n')
+    with pytest.raises(SpecgateConfigError) as e:
+        load_config(path)
+    first = str(e.value).splitlines()[0]
+    assert str(path) in first and words in str(e.value)
