@@ -9,7 +9,13 @@ from pytest_specgate.measure import lossless, workloads
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.measure.sample import Sample
 from pytest_specgate.measure.stats import crossover_point, paired_ratios
-from pytest_specgate.snapshots import tool_call_matcher, tool_call_record
+from pytest_specgate.snapshots import (
+    config_extension,
+    reference_mismatch,
+    tool_call_markers,
+    tool_call_matcher,
+    tool_call_record,
+)
 from pytest_specgate.verdict.budget import BudgetResult, Verdict, check_budget
 
 __all__ = [
@@ -21,9 +27,12 @@ __all__ = [
     "SpecgateFile",
     "Verdict",
     "check_budget",
+    "config_extension",
     "crossover_point",
     "lossless",
     "paired_ratios",
+    "reference_mismatch",
+    "tool_call_markers",
     "tool_call_matcher",
     "tool_call_record",
     "workloads",

@@ -113,7 +113,7 @@ class Workloads(_Strict):
     long_context_output: int = Field(default=100, ge=1)
     samples: int = Field(default=5, ge=1)
     warmup: int = Field(default=1, ge=0)
-    max_samples: int = Field(default=12, ge=1)
+    max_samples: int = Field(default=10, ge=1)
     quick_samples: int = Field(default=3, ge=1)
     quick_sweep: list[int] | None = None
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)

@@ -26,8 +26,12 @@ def addoption(parser: pytest.Parser) -> None:
         dest = "specgate_" + name.replace("-", "_")
         group.addoption(f"--specgate-{name}", dest=dest, default=None, help=help_)
         parser.addini(dest, help=help_, type=kind, default="")
+    group.addoption("--specgate-quick", dest="specgate_quick", action="store_true", default=False,
+                    help="quick mode: the quick sweep points, quick_samples each (also on when every collected "
+                         "specgate test carries the quick mark, as with -m quick)")
     group.addoption("--specgate-strict", dest="specgate_strict", action="store_true", default=False,
-                    help="treat an inconclusive budget (interval straddles the limit at max samples) as a failure")
+                    help="fail on a budget that was not judged: inconclusive at max samples, or not run at all "
+                         "(deselected, skipped, not collected)")
 
 
 @dataclass
@@ -54,7 +58,7 @@ class Options:
         return cls(config=get("config"), file=get("file"), strict=bool(config.getoption("specgate_strict")),
                    samples=int(samples) if samples else None,
                    results_dir=get("results") or ".specgate", rootdir=Path(config.rootpath),
-                   quick="quick" in (config.getoption("markexpr", "") or ""),
+                   quick=bool(config.getoption("specgate_quick")),
                    baseline_save=get("baseline_save"), baseline_compare=get("baseline_compare"))
 
     @property

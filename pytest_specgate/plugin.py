@@ -53,9 +53,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("specgate_output_len", params)
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: quick mode is decided from what is left
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Preflight once, before any model loads, if a collected test will need a server."""
-    if config.option.collectonly or not any(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
+    """Decide quick mode from the collected tests; preflight once, before any model loads, if one needs a server."""
+    gated = [item for item in items if SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    config.stash[session_key].collected_quick = bool(gated) and all(i.get_closest_marker("quick") for i in gated)
+    if config.option.collectonly or not gated:
         return
     try:
         config.stash[session_key].preflight_selected()
@@ -83,6 +86,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         terminal(summary(state, config.stash.get(outcome_key, None)), terminalreporter)
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Count what -m/-k/--deselect left out: the unjudged-budget list says so."""
+    if items:
+        items[0].config.stash[session_key].deselected += len(items)
+
+
 def _finish(state: Session, config: pytest.Config) -> Outcome:
     """Build the run (fingerprints, host) and hand it to ``finish``; a failure to build is reported, not raised."""
     remote = config.stash.get(remote_key, Remote())
@@ -93,6 +102,9 @@ def _finish(state: Session, config: pytest.Config) -> Outcome:
         outcome.errors.append(f"specgate could not assemble this run's results: {e}")
         outcome.failed = True
         return outcome
+    if state.options.strict and run.unjudged:  # an unjudged budget is a silent pass; strict refuses it
+        outcome.failed = True
+        outcome.errors += [f"{u.message}: fails the run under --specgate-strict" for u in run.unjudged]
     opts = state.options
     return finish(run, opts.results_path, save_name=opts.baseline_save, compare_name=opts.baseline_compare,
                   confidence=state.confidence(), outcome=outcome)

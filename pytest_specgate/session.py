@@ -30,7 +30,15 @@ from pytest_specgate.options import Options
 from pytest_specgate.server.pool import Running, ServerPool
 from pytest_specgate.server.process import LlamaServer
 from pytest_specgate.store import RunResults
-from pytest_specgate.verdict.budget import BudgetResult, Verdict, check_point, decisive
+from pytest_specgate.verdict.budget import (
+    BudgetResult,
+    NoBudget,
+    Unjudged,
+    Verdict,
+    check_point,
+    decisive,
+    find_unjudged,
+)
 
 __all__ = ["Session", "outcome_key", "remote_key", "session_key"]
 
@@ -55,10 +63,20 @@ class Session:
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
+    #: points a test measured and checked with no budget on them ("measured, no budget")
+    no_budget: list[NoBudget] = field(default_factory=list)
+    #: quick mode as decided from what was collected (the plugin sets it; ``quick`` explains)
+    collected_quick: bool = False
+    #: how many tests ``-m``/``-k``/``--deselect`` left out, and "test: reason" of each skipped test
+    deselected: int = 0
+    skipped_tests: list[str] = field(default_factory=list)
+
     @property
     def quick(self) -> bool:
-        """``-m quick`` runs: fewer samples per point (the config's ``quick_samples``)."""
-        return self.options.quick
+        """Quick mode (fewer points, the config's ``quick_samples`` each): ``--specgate-quick``, or every
+        collected test that needs a server carries the ``quick`` mark (``-m quick``). Decided from what
+        was collected, never by reading the mark expression: ``-m "not quick"`` is a full run."""
+        return self.options.quick or self.collected_quick
 
     # ---- configs ----
 
@@ -150,7 +168,7 @@ class Session:
                 budgets: list[Budget] | None = None) -> Measurement:
         """Measure one point once per session: warm-ups, N samples, more while a budget is undecided."""
         m = self.point(name, workload, point)
-        if m.samples:
+        if m.samples and not m.partial:  # a measurement counts once complete; a partial one is re-measured
             return m
         if budgets is None:
             budgets = [b for b in self.config(name).budgets_for(workload, point) if b.metric not in VARIANT_OF_METRIC]
@@ -200,9 +218,36 @@ class Session:
         if budgets is None:  # the config's budgets for this point that this kind of measurement can judge
             budgets = [b for b in cfg.budgets_for(m.workload, m.point)
                        if VARIANT_OF_METRIC.get(b.metric, "") == m.variant]
+        if m.partial:
+            raise SpecgateError(f"config {m.config!r}, {m.workload}: the measurement did not complete, so it "
+                                f"cannot be judged. Fix: see the error of the test that measured it.")
         results = check_point(m, budgets)
+        if not budgets:
+            self.no_budget.append(NoBudget(config=m.config, workload=m.workload, point=m.point, variant=m.variant,
+                                           metrics=sorted(m.extra) or ["every per-sample metric"]))
         self.judge(results)
         return results
+
+    def unjudged(self) -> list[Unjudged]:
+        """Every budget of the selected config without a PASS or FAIL in this run, and why (a silent pass
+        otherwise): not collected, deselected, skipped, not a quick point, or too few samples to decide."""
+        try:
+            cfg = self.selected
+        except SpecgateError:
+            return []
+        why = ["no collected test judged it"]
+        if self.deselected:
+            why.append(f"{self.deselected} test(s) deselected")
+        if self.skipped_tests:
+            shown = "; ".join(self.skipped_tests[:3]) + ("; ..." if len(self.skipped_tests) > 3 else "")
+            why.append(f"skipped: {shown}")
+        not_run = ", ".join(why)
+        out = find_unjudged(cfg.name, cfg.budgets, self.verdicts, not_run)
+        quick_points = set(cfg.workloads.quick_sweep or [max(cfg.workloads.sweep)])
+        for u in out:
+            if self.quick and u.budget.point is not None and u.budget.point not in quick_points and u.reason == not_run:
+                u.reason = f"quick mode measures only the sweep point(s) {sorted(quick_points)}"
+        return out
 
     # ---- the stored run (finish.py builds, compares and stores it) ----
 
@@ -223,6 +268,10 @@ class Session:
     def memory(self) -> dict[str, dict[str, float]]:
         return dict(self.pool.memory) if self.pool is not None else {}
 
+    def completed(self) -> list[Measurement]:
+        """The measurements that count: a partial one (sampling broke) never reaches the results or a baseline."""
+        return [m for m in self.measurements.values() if not m.partial]
+
     def build_run(self, remote: Remote | None = None) -> RunResults:
         """The run as stored, from this session's state (and what xdist workers handed over)."""
         remote = remote or Remote()
@@ -234,12 +283,15 @@ class Session:
             thresholds = self.file.thresholds
         except SpecgateError:
             thresholds = Thresholds()
-        return build_run(
-            measurements=list(self.measurements.values()), verdicts=self.verdicts, configs=configs,
+        run = build_run(
+            measurements=self.completed(), verdicts=self.verdicts, configs=configs,
             selected=self.selected_name(), quick=self.quick, started=self.started, host=host_info(),
             thresholds=thresholds, memory={**remote.memory, **self.memory()},
             load_seconds=dict(self.pool.load_seconds) if self.pool is not None else {},
         )
+        run.unjudged = self.unjudged()
+        run.no_budget = list(self.no_budget)
+        return run
 
     def confidence(self) -> float:
         try:

@@ -1,8 +1,13 @@
-"""The sampling loop: warm-ups, N samples, more while a budget is undecided, and A/B blocks.
+"""The sampling loop: warm-ups, then samples up to planned looks while a budget is undecided, and A/B blocks.
 
 Why a class of its own: the session owns the measurements and the servers; this takes samples
 into a measurement it is handed. Whether a budget is decided is a callback (the verdict layer sits
 above this one), so sampling never imports judging.
+
+Why planned looks: judging after every extra sample gives noise one more chance to cross the limit
+each time (simulated: a 2.7% false-alarm rate became 4.3%). The sampler asks the callback only at the
+looks of ``verdict.sequential.Plan`` (``samples``, then ``max_samples``), whose verdicts split the error
+budget between the looks, so the false-FAIL rate holds at (1 - confidence) / 2 over the whole loop.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.measure.sample import Sample
 from pytest_specgate.server.pool import Running
 
-__all__ = ["Decided", "Sampler", "mean_accepted_run", "sample_counts"]
+__all__ = ["Decided", "Sampler", "mean_accepted_run", "planned_looks", "sample_counts"]
 
-#: whether ``budgets`` are decided on the measurement's samples so far
+#: whether ``budgets`` are decided on the measurement's samples so far (asked at planned looks only)
 Decided = Callable[[Measurement, list[Budget]], bool]
 
 # llama-server's speculative-decoding statistics line (common/speculative.cpp, tools/server/server-context.cpp)
@@ -39,6 +44,13 @@ def sample_counts(cfg: ServingConfig, quick: bool, override: int | None = None) 
     wl = cfg.workloads
     n = override or (wl.quick_samples if quick else wl.samples)
     return n, (n if quick or override else max(n, wl.max_samples))
+
+
+def planned_looks(cfg: ServingConfig, quick: bool, override: int | None = None) -> list[int]:
+    """The sample counts budgets are judged at: ``samples`` then ``max_samples``; one look in quick mode or
+    with --specgate-samples (``verdict.sequential.Plan.from_confidence`` builds the same plan)."""
+    n_min, n_max = sample_counts(cfg, quick, override)
+    return sorted({n_min, n_max})
 
 
 class Sampler:
@@ -74,12 +86,17 @@ class Sampler:
                                                output_tokens=wl.long_context_output)
         raise ValueError(f"unknown workload {workload!r}")
 
-    def take(self, name: str, m: Measurement, count: int, cache: dict[str, Any], budgets: list[Budget], n_min: int,
-             decided: Decided | None = None, warmup: bool = True) -> None:
-        """W warm-ups (discarded), then up to ``count`` samples; stop early once budgets are decided."""
+    def take(self, name: str, m: Measurement, count: int, cache: dict[str, Any], *, warmup: bool = True) -> None:
+        """W warm-ups (discarded), then ``count`` samples. Never judges: a failure leaves ``m`` partial."""
         cfg = self.config(name)
-        running = self.server(name)
-        warmups = cfg.workloads.warmup if warmup else 0
+        try:
+            self._take(cfg, self.server(name), m, count, cache, cfg.workloads.warmup if warmup else 0)
+        except BaseException:
+            m.partial = True
+            raise
+
+    def _take(self, cfg: ServingConfig, running: Running, m: Measurement, count: int, cache: dict[str, Any],
+              warmups: int) -> None:
         for i in range(warmups + count):
             tag = workloads.nonce()
             body = self.body(running, cfg, m.workload, m.point, tag, cache)
@@ -94,17 +111,21 @@ class Sampler:
                 continue
             self._require_exact(cfg, sample, len(m.samples) + 1)
             m.samples.append(sample)
-            if len(m.samples) >= n_min and budgets and decided is not None and decided(m, budgets):
-                break
 
     def measure(self, m: Measurement, budgets: list[Budget], decided: Decided) -> Measurement:
-        """Measure one point: W discarded warm-ups, then N samples, more while a budget is undecided."""
+        """Measure one point: W discarded warm-ups, then samples up to each planned look; stop at the first
+        look where every budget is decided. ``m`` stays ``partial`` unless every step completed."""
         cfg = self.config(m.config)
-        n_min, n_max = self.counts(cfg, self.quick)
+        m.samples.clear()
+        m.warmup_samples.clear()
+        m.looks = planned_looks(cfg, self.quick, self.samples)
+        m.partial = True
         cache: dict[str, Any] = {}
-        self.take(m.config, m, n_min, cache, [], n_min)
-        if budgets and not decided(m, budgets) and n_max > n_min:
-            self.take(m.config, m, n_max - n_min, cache, budgets, n_min, decided, warmup=False)
+        for i, look in enumerate(m.looks):
+            self.take(m.config, m, look - len(m.samples), cache, warmup=i == 0)
+            if not budgets or decided(m, budgets):
+                break
+        m.partial = False
         return m
 
     def measure_pair(self, a: Measurement, b: Measurement) -> tuple[Measurement, Measurement]:
@@ -122,7 +143,7 @@ class Sampler:
         caches: dict[str, dict[str, Any]] = {a.config: {}, b.config: {}}
         for size in sizes:
             for m in (b, a):
-                self.take(m.config, m, size, caches[m.config], [], size)
+                self.take(m.config, m, size, caches[m.config])
         return a, b
 
     @staticmethod
