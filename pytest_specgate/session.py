@@ -9,6 +9,7 @@ plugin costs nothing to unrelated test suites. Every ``StashKey`` of the plugin 
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pytest_specgate.fingerprint import ConfigFingerprint, collect, file_sha256,
 from pytest_specgate.finish import Outcome, Remote, build_run
 from pytest_specgate.measure import lossless
 from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.measure.roofline import decode_roofline
 from pytest_specgate.measure.sampler import Sampler, sample_counts
 from pytest_specgate.metrics import VARIANT_OF_METRIC
 from pytest_specgate.options import Options
@@ -128,14 +130,27 @@ class Session:
     def _factory(self, name: str) -> LlamaServer:
         r = self.resolve(name)
         assert self.log_dir is not None
-        return LlamaServer(name, r.binary, r.model, r.args, r.config.env, self.log_dir,
+        return LlamaServer(name, r.binary, r.model, r.args, r.config.device_env, self.log_dir,
                            startup_timeout=r.config.startup_timeout)
 
     def server(self, name: str, log_dir: Path) -> Running:
         if self.pool is None:
             self.log_dir = log_dir
             self.pool = ServerPool(self._factory, request_timeout=self.selected.workloads.request_timeout)
-        return self.pool.get(name)
+        running = self.pool.get(name)
+        self._check_tenants(name, running)
+        return running
+
+    def _check_tenants(self, name: str, running: Running) -> None:
+        """Other processes on the measured GPUs make its figures untrustworthy: a warning, or a failure
+        under --specgate-strict (said once per config)."""
+        why = running.memory.foreign_tenants()
+        if not why or f"{name}: {why}" in self.notes:
+            return
+        self.notes.append(f"{name}: {why}")
+        if self.options.strict:
+            pytest.fail(f"specgate: config {name}: {why} (--specgate-strict)", pytrace=False)
+        warnings.warn(pytest.PytestWarning(f"specgate: config {name}: {why}"), stacklevel=3)
 
     def shutdown(self) -> None:
         if self.pool is not None:
@@ -172,7 +187,24 @@ class Session:
             return m
         if budgets is None:
             budgets = [b for b in self.config(name).budgets_for(workload, point) if b.metric not in VARIANT_OF_METRIC]
-        return self.sampler(log_dir).measure(m, budgets, _decided)
+        m = self.sampler(log_dir).measure(m, budgets, _decided)
+        if workload == "sweep":
+            self._roofline(name, m)
+        return m
+
+    def _roofline(self, name: str, m: Measurement) -> None:
+        """Decode against the card's bandwidth bound (``measure/roofline.py``): per-sample ratios and a note."""
+        if self.pool is None or self.pool.current is None or self.pool.current[0] != name or m.point is None:
+            return
+        running, decode = self.pool.current[1], m.values("decode_tps")
+        r, ratios = decode_roofline(decode, [s.timings.prompt_n for s in m.samples], m.point,
+                                    running.server.log_path.read_text(errors="replace"), running.memory.bandwidths())
+        if ratios:
+            m.extra["roofline_ratio"] = ratios
+        note = (f"{name} sweep@{m.point}: {r.sentence(statistics.median(decode))}" if ratios
+                else f"{name}: {r.sentence(0)}")
+        if note not in self.notes:
+            self.notes.append(note)
 
     def measure_pair(self, name: str, reference: str, workload: str, point: int | None, *,
                      log_dir: Path) -> tuple[Measurement, Measurement]:

@@ -111,3 +111,19 @@ def roofline(decode_tps: float, context: float, footprint: Footprint | None,
         sources.append(f"{bw / 1e12:.2f} TB/s ({source})")
     bound = 1.0 / seconds
     return Roofline(decode_tps / bound, bound, total, " + ".join(dict.fromkeys(sources)))
+
+
+def decode_roofline(decode_tps: list[float], prompt_tokens: list[int], output_tokens: int, log_text: str,
+                    bandwidths: list[tuple[float | None, str]]) -> tuple[Roofline, list[float]]:
+    """The roofline of one sweep point, and each decode sample's ratio to the bound (for an interval).
+
+    The context is the mean KV length while decoding: the prompt plus half of the output.
+    """
+    if not decode_tps:
+        return Roofline(None, reason="no decode samples"), []
+    context = sum(prompt_tokens) / max(1, len(prompt_tokens)) + output_tokens / 2
+    median = sorted(decode_tps)[len(decode_tps) // 2]
+    r = roofline(median, context, parse_footprint(log_text), bandwidths)
+    if r.bound_tps is None:
+        return r, []
+    return r, [d / r.bound_tps for d in decode_tps]

@@ -307,3 +307,19 @@ def peak_bandwidth(nvml: Any, handle: Any, name: str) -> tuple[float | None, str
 
 def visible_from_env(env: dict[str, str] | None = None) -> list[str] | None:
     return parse_visible_devices((env if env is not None else os.environ).get("CUDA_VISIBLE_DEVICES"))
+
+
+def worker_gpu_candidates(worker_id: str | None) -> list[str] | None:
+    """An xdist worker's GPUs to take a free one from, its own (index = worker number) first.
+
+    None outside xdist or with fewer than two GPUs. A config that names its ``devices`` keeps them
+    (the pool only picks for a server without ``CUDA_VISIBLE_DEVICES``).
+    """
+    if not worker_id or not worker_id.removeprefix("gw").isdigit():
+        return None
+    nvml, _ = nvml_module()
+    count = nvml.nvmlDeviceGetCount() if nvml is not None else 0
+    if count < 2:
+        return None
+    first = int(worker_id.removeprefix("gw")) % count
+    return [str((first + i) % count) for i in range(count)]
