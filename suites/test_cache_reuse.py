@@ -19,11 +19,13 @@ DEFAULTS = [
 
 def test_cache_reuse(specgate_client, specgate_config, specgate_gate, specgate_check):
     wl = specgate_config.workloads
-    n_turns = workloads.long_context_turns(specgate_client, wl.long_context_tokens, seed=wl.seed, output_tokens=8)
+    extras = specgate_config.request_extras
+    n_turns = workloads.long_context_turns(specgate_client, wl.long_context_tokens, seed=wl.seed, output_tokens=8,
+                                           extras=extras)
     reuse, speedup, prefix = [], [], []
     for _ in range(specgate_gate.sample_counts(specgate_config, specgate_gate.quick)[0]):
         tag = workloads.nonce()  # fixed within the trio, new across trios: each trio starts cold
-        body = workloads.long_context_body(n_turns, seed=wl.seed, tag=tag, output_tokens=8)
+        body = workloads.long_context_body(n_turns, seed=wl.seed, tag=tag, output_tokens=8, extras=extras)
         cold = specgate_client.chat(body, workload="cache-reuse", nonce=tag)
         warm = specgate_client.chat(body, workload="cache-reuse", nonce=tag)
         varied = dict(body, messages=[*body["messages"][:-1],

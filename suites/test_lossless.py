@@ -22,7 +22,7 @@ def probe(specgate_gate, specgate_config, specgate_reference, specgate_log_dir):
     bodies = {}
     for workload in PROBED:
         for i in range(wl.probe_prompts):
-            body = workloads.body(workload, seed=wl.seed, tag=f"probe-{i}")
+            body = workloads.body(workload, seed=wl.seed, tag=f"probe-{i}", extras=specgate_config.request_extras)
             if wl.probe_max_tokens and workload != "tool-call":
                 body["n_predict"] = min(body["n_predict"], wl.probe_max_tokens)
             bodies[(workload, i)] = body

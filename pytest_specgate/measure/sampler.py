@@ -69,21 +69,22 @@ class Sampler:
     @staticmethod
     def body(running: Running, cfg: ServingConfig, workload: str, point: int | None, tag: str,
              cache: dict[str, Any]) -> dict[str, Any]:
-        wl = cfg.workloads
+        wl, extras = cfg.workloads, cfg.request_extras
         if workload == "sweep":
-            return workloads.body("sweep", seed=wl.seed, tag=tag, exact_tokens=point)
+            return workloads.body("sweep", seed=wl.seed, tag=tag, exact_tokens=point, extras=extras)
         if workload == "latency":
-            return workloads.body("latency", seed=wl.seed, tag=tag, exact_tokens=1)
+            return workloads.body("latency", seed=wl.seed, tag=tag, exact_tokens=1, extras=extras)
         if workload in ("chat-short", "code-long"):
-            return workloads.body(workload, seed=wl.seed, tag=tag, exact_tokens=point or wl.fixed_output)
+            return workloads.body(workload, seed=wl.seed, tag=tag, exact_tokens=point or wl.fixed_output, extras=extras)
         if workload == "tool-call":
-            return workloads.body("tool-call", seed=wl.seed, tag=tag)
+            return workloads.body("tool-call", seed=wl.seed, tag=tag, extras=extras)
         if workload == "long-context":
             if "turns" not in cache:
                 cache["turns"] = workloads.long_context_turns(
-                    running.client, point or wl.long_context_tokens, seed=wl.seed, output_tokens=wl.long_context_output)
+                    running.client, point or wl.long_context_tokens, seed=wl.seed, output_tokens=wl.long_context_output,
+                    extras=extras)
             return workloads.long_context_body(cache["turns"], seed=wl.seed, tag=tag,
-                                               output_tokens=wl.long_context_output)
+                                               output_tokens=wl.long_context_output, extras=extras)
         raise ValueError(f"unknown workload {workload!r}")
 
     def take(self, name: str, m: Measurement, count: int, cache: dict[str, Any], *, warmup: bool = True) -> None:

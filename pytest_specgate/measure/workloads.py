@@ -6,6 +6,12 @@ with a fixed seed; each carries a nonce at the very start of the prompt so that 
 cannot inflate a sample (only the cache-reuse checks leave the nonce fixed on purpose).
 Decode measurements force an exact length with ``ignore_eos`` + ``n_predict`` (request fields read in
 tools/server/server-schema.cpp).
+
+What the gate sends must be what the user's clients send: the tool-call body is the plain OpenAI
+shape (messages, tools, tool_choice, temperature, seed, max_tokens) and nothing llama.cpp-specific.
+A model that needs more (the demo's small Gemma calls no tool without ``chat_template_kwargs:
+{enable_thinking: false}`` and repeats the call until the length limit without ``parallel_tool_calls:
+false``) declares it as the config's ``request_extras``, added to every body and shown in the report.
 """
 
 from __future__ import annotations
@@ -73,26 +79,30 @@ def messages(workload: str, tag: str | None) -> list[dict[str, Any]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": PROMPTS[workload][0]}]
 
 
-def body(workload: str, *, seed: int, tag: str | None, exact_tokens: int | None = None) -> dict[str, Any]:
-    """A chat body for ``workload``. With ``exact_tokens`` the output length is forced."""
+def body(workload: str, *, seed: int, tag: str | None, exact_tokens: int | None = None,
+         extras: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A chat body for ``workload``, plus the config's ``request_extras``. With ``exact_tokens`` the
+    output length is forced."""
+    if workload == "tool-call" and exact_tokens is None:
+        return {**tool_call_body(seed=seed, tag=tag), **(extras or {})}
     b = base_body(seed)
     b["messages"] = messages("code-long" if workload == "sweep" else workload, tag)
-    if workload == "tool-call":
-        # user turn only, nonce at the end: the tools block is the system prompt, and the small demo
-        # model stops calling tools when a system message or a prefix tag is added (measured)
-        user = PROMPTS["tool-call"][0] + ("" if tag is None else f" (request {tag})")
-        b["messages"] = [{"role": "user", "content": user}]
-        b["tools"] = [GET_WEATHER]
-        b["tool_choice"] = "required"
-        # one call: the parser's grammar otherwise allows repeated <tool_call> blocks until the limit
-        b["parallel_tool_calls"] = False
-        b["chat_template_kwargs"] = {"enable_thinking": False}
     if exact_tokens is not None:
         b["n_predict"] = exact_tokens
         b["ignore_eos"] = True
     else:
         b["n_predict"] = PROMPTS["code-long" if workload == "sweep" else workload][1]
-    return b
+    return {**b, **(extras or {})}
+
+
+def tool_call_body(*, seed: int, tag: str | None) -> dict[str, Any]:
+    """The tool-call request exactly as an OpenAI client writes it (``openai`` SDK: ``tools`` +
+    ``tool_choice="required"``); the config's ``request_extras`` are added by ``body``."""
+    # user turn only, nonce at the end: the tools block is the system prompt, and the small demo
+    # model stops calling tools when a system message or a prefix tag is added (measured)
+    user = PROMPTS["tool-call"][0] + ("" if tag is None else f" (request {tag})")
+    return {"messages": [{"role": "user", "content": user}], "tools": [GET_WEATHER], "tool_choice": "required",
+            "temperature": 0.0, "seed": seed, "max_tokens": PROMPTS["tool-call"][1]}
 
 
 def long_context_messages(n_turns: int, tag: str | None) -> list[dict[str, Any]]:
@@ -108,17 +118,18 @@ def long_context_messages(n_turns: int, tag: str | None) -> list[dict[str, Any]]
 
 
 def long_context_body(n_turns: int, *, seed: int, tag: str | None, output_tokens: int,
-                      tools: bool = True) -> dict[str, Any]:
+                      tools: bool = True, extras: dict[str, Any] | None = None) -> dict[str, Any]:
     b = base_body(seed)
     b["messages"] = long_context_messages(n_turns, tag)
     if tools:
         b["tools"] = [GET_WEATHER]
     b["n_predict"] = output_tokens
     b["ignore_eos"] = True
-    return b
+    return {**b, **(extras or {})}
 
 
-def long_context_turns(client: Client, target_tokens: int, *, seed: int, output_tokens: int) -> int:
+def long_context_turns(client: Client, target_tokens: int, *, seed: int, output_tokens: int,
+                       extras: dict[str, Any] | None = None) -> int:
     """How many history turns make the prompt reach ``target_tokens`` by the server's own tokenizer.
 
     Counted with ``/v1/chat/completions/input_tokens`` (the exact templated prompt), so "43K context"
@@ -126,7 +137,8 @@ def long_context_turns(client: Client, target_tokens: int, *, seed: int, output_
     changes the size by a few tokens only.
     """
     def size(n: int) -> int:
-        return client.count_chat_tokens(long_context_body(n, seed=seed, tag=nonce(), output_tokens=output_tokens))
+        return client.count_chat_tokens(long_context_body(n, seed=seed, tag=nonce(), output_tokens=output_tokens,
+                                                          extras=extras))
 
     lo, hi = 0, 4
     while size(hi) < target_tokens:

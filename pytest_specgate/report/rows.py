@@ -12,6 +12,7 @@ page.py) and ``benchmark-bigger.json``/``benchmark-smaller.json`` for github-act
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from pytest_specgate.fingerprint import ConfigFingerprint
@@ -91,6 +92,8 @@ def describe_fingerprint(fp: ConfigFingerprint) -> list[str]:
         lines.append(f"reference: {fp.reference}")
     if fp.env_keys:
         lines.append("env: " + ", ".join(fp.env_keys))
+    if fp.request_extras:  # what every request carried beyond the plain OpenAI body (request_extras)
+        lines.append("request extras: " + json.dumps(fp.request_extras, sort_keys=True))
     return lines
 
 
