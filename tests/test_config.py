@@ -67,8 +67,8 @@ def test_load_good_file(tmp_path):
     assert cfg.binary == "/opt/llama-server"
     assert cfg.args == ["-c", "4096", "-fa", "on", "-t", "2", "--jinja"]
     assert cfg.workloads.sweep == [100, 500] and cfg.workloads.samples == 5
-    assert cfg.workloads.max_samples == 12  # untouched default
-    assert [b.key for b in cfg.budgets] == [("decode_tps", "sweep", 500), ("ttft_ms", "latency", None)]
+    assert cfg.workloads.max_samples == 10  # untouched default: two looks, at 5 and 10
+    assert [b.key for b in cfg.budgets] == [("decode_tps", "sweep", 500, ">="), ("ttft_ms", "latency", None, "<=")]
     assert cfg.budgets_for("sweep", 500)[0].describe() == "decode_tps >= 20 at sweep@500"
 
 
@@ -99,8 +99,8 @@ min = 0.5
     assert child.workloads.sweep == [100, 500] and child.workloads.samples == 9
     assert child.binary == "/opt/llama-server" and child.reference == "base"
     limits = {b.key: b.limit for b in child.budgets}
-    assert limits == {("decode_tps", "sweep", 500): 30, ("ttft_ms", "latency", None): 300,
-                      ("acceptance", "sweep", 500): 0.5}
+    assert limits == {("decode_tps", "sweep", 500, ">="): 30, ("ttft_ms", "latency", None, "<="): 300,
+                      ("acceptance", "sweep", 500, ">="): 0.5}
     # the parent is unchanged
     assert f.get("base").args[:4] == ["-c", "4096", "-fa", "on"]
 

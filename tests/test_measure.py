@@ -90,7 +90,7 @@ def test_check_budget_judges_the_interval(budget, vals, verdict):
     assert r.verdict is verdict
     msg = r.message
     assert msg.startswith(budget.describe()) and verdict.value.upper() in msg
-    assert f"median {np.median(vals):.4g}" in msg and "interval of the median" in msg and "N=5" in msg
+    assert f"median {np.median(vals):.4g}" in msg and "95% CI [" in msg and "at N=5" in msg
     assert "samples [" + ", ".join(f"{v:.4g}" for v in sorted(vals)) + "]" in msg
     assert ("straddles" in msg) is (verdict is Verdict.INCONCLUSIVE)
     assert ("Note: p50 latency" in msg) is (budget is CEILING)

@@ -136,7 +136,8 @@ def test_budget_failure_reads_like_a_sentence(pytester: pytest.Pytester, server_
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        "*decode_tps >= 1e+09 at sweep@16: FAIL: median * tok/s, 95% interval of the median [[]*], N=3, samples [[]*]*",
+        "*decode_tps >= 1e+09 at sweep@16: FAIL: median * tok/s, 97.5% CI [[]*] (t interval of the log mean) at N=3, "
+        "samples [[]*]*",
     ])
     # the results table shows both points, with the passing budget's verdict
     result.stdout.fnmatch_lines(["*specgate results*", "*tiny*sweep@32*prefill_ms (ms)*<= 60000*pass*"])

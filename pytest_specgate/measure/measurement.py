@@ -31,6 +31,12 @@ class Measurement(BaseModel):
     warmup_samples: list[Sample] = Field(default_factory=list)
     extra: dict[str, list[float]] = Field(default_factory=dict)
     confidence: float = 0.95
+    #: the sample counts the sampler judged budgets at (``verdict.sequential.Plan`` looks, e.g. [5, 10]);
+    #: empty for figures derived from other measurements, which are judged once at the N they have
+    looks: list[int] = Field(default_factory=list)
+    #: True while samples are being taken, and left True when sampling failed: a partial measurement
+    #: is never reused, judged, stored or saved as a baseline (the next test re-measures the point)
+    partial: bool = False
 
     def values(self, metric: str) -> list[float]:
         if metric in self.extra:

@@ -17,7 +17,12 @@ __all__ = ["Stats", "crossover_point", "median_ci", "paired_ratios", "summarize"
 
 
 class Stats(BaseModel):
-    """Summary of one metric's samples. ``ci_*`` bound the median at ``confidence``."""
+    """Summary of one metric's samples. ``ci_*`` bound the median with the coverage ``coverage``.
+
+    ``confidence`` is what the config asked for; ``coverage`` is what N samples reached: the
+    order-statistic interval has an exact coverage fixed by N (75% at N=3, 93.75% at N=5), so a
+    report prints ``coverage`` (``verdict.intervals.coverage_label``), never ``confidence``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +36,8 @@ class Stats(BaseModel):
     ci_high: float
     confidence: float
     values: list[float]
+    #: the exact coverage of [ci_low, ci_high] (0 for one value); older stored runs lack it
+    coverage: float = 0.0
 
     def spread(self) -> str:
         return f"p10-p90 {self.p10:.4g}-{self.p90:.4g}"
@@ -69,10 +76,10 @@ def summarize(values: list[float], confidence: float = 0.95) -> Stats:
     vals = sorted(float(v) for v in values)
     if not vals:
         raise ValueError("no values to summarize")
-    lo, hi, _ = median_ci(vals, confidence)
+    lo, hi, coverage = median_ci(vals, confidence)
     return Stats(
         n=len(vals), median=_median(vals), p10=_quantile(vals, 0.1), p90=_quantile(vals, 0.9),
-        min=vals[0], max=vals[-1], ci_low=lo, ci_high=hi, confidence=confidence, values=vals,
+        min=vals[0], max=vals[-1], ci_low=lo, ci_high=hi, confidence=confidence, values=vals, coverage=coverage,
     )
 
 
