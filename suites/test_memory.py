@@ -2,12 +2,14 @@
 
 The probe samples in the background from the moment the server is ready: idle is the after-load
 figure, peak the highest seen while requests ran. A VRAM budget on a machine without an NVIDIA GPU
-is reported as skipped, with the reason.
+is reported as skipped, with the reason. With a GPU present it is judged, or it fails with the
+reason VRAM could not be measured (a container hiding the server's PID next to another tenant, ...):
+a green run must never hide an unjudged VRAM budget on the machine it is meant for.
 """
 
 import pytest
 
-from pytest_specgate import check_budget
+from pytest_specgate import Verdict, check_budget
 
 
 @pytest.mark.quick
@@ -23,6 +25,10 @@ def test_memory_budget(specgate_measure, specgate_memory, specgate_config, specg
     skipped = [check_budget(b, None, specgate_memory.skip_reason(b.metric))
                .model_copy(update={"config": specgate_config.name})
                for b in budgets if b.metric not in figures]
+    if specgate_memory.gpu_present:
+        skipped = [r.model_copy(update={"verdict": Verdict.FAIL,
+                                        "message": r.message.replace(": skipped (", ": FAIL (")})
+                   if r.budget.metric.startswith("vram") else r for r in skipped]
     specgate_gate.judge(skipped)
     if skipped and not results:
         pytest.skip("; ".join(r.message for r in skipped))

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO, toml_config
 from pytest_specgate.config import load as load_config
 from pytest_specgate.errors import PreflightError, ServerError, SpecgateConfigError
 from pytest_specgate.measure.roofline import parse_footprint, roofline
 from pytest_specgate.provision import llama_cpp
+from pytest_specgate.server import gpu as gpu_module
 from pytest_specgate.server.gpu import BANDWIDTH_TABLE, VramTracker, parse_visible_devices, peak_bandwidth, select_gpus
 from pytest_specgate.server.gpu_lock import DeviceLock, acquire_devices, pick_free_device
 from pytest_specgate.server.memory import MemoryProbe
@@ -499,3 +501,34 @@ def test_bad_devices_are_one_line_with_the_fix(tmp_path: Path, body: str, words:
         load_config(path)
     first = str(e.value).splitlines()[0]
     assert str(path) in first and words in str(e.value)
+
+
+# ---- the plugin with a GPU it cannot measure on (real llama-server, stand-in NVML for the decision) ----
+
+
+def _gpu_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, server_bin: Path, tiny_gguf: Path,
+             *flags: str) -> pytest.RunResult:
+    """suites/test_memory.py against the tiny model on a machine whose (stand-in) GPU has another tenant."""
+    tenant = Card(procs=[Proc(777, 3000 * MIB)], used=3500 * MIB)
+    monkeypatch.setattr(gpu_module, "_pynvml", FakeNvml([tenant]))
+    budget = '\n[[configs.t.budgets]]\nmetric = "vram_peak_mib"\nworkload = "memory"\nmax = 21504\n'
+    pytester.makefile(".toml", specgate=toml_config("t", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "512"],
+                                                    budget))
+    pytester.makepyfile(test_memory=(REPO / "suites" / "test_memory.py").read_text())
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "--specgate-config=t", *flags)
+
+
+def test_with_a_gpu_an_unmeasurable_vram_budget_fails_with_the_reason(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, server_bin: Path, tiny_gguf: Path) -> None:
+    result = _gpu_run(pytester, monkeypatch, server_bin, tiny_gguf)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "vram_peak_mib <= 21504 at memory: FAIL (VRAM not measurable on GPU(s) 0: the server's PID" in out
+    assert "other processes share the measured GPU(s) (GPU 0: PID(s) 777)" in out  # the tenant: a warning
+
+
+def test_a_foreign_tenant_fails_under_strict(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, server_bin: Path, tiny_gguf: Path) -> None:
+    result = _gpu_run(pytester, monkeypatch, server_bin, tiny_gguf, "--specgate-strict")
+    result.assert_outcomes(errors=1)  # the fixture that hands out the server fails: nothing is measured
+    assert "specgate: config t: other processes share the measured GPU(s) (GPU 0: PID(s) 777)" in result.stdout.str()
