@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +24,39 @@ from pytest_specgate.fixtures import (  # noqa: F401  (registered as plugin fixt
     specgate_server,
 )
 from pytest_specgate.measure.measurement import measurement_order
+from pytest_specgate.provision.llama_cpp import existing_builds
 from pytest_specgate.report.rows import rows_for
 from pytest_specgate.report.terminal import TerminalSummary, terminal
+from pytest_specgate.server.gpu import gpu_indices
+from pytest_specgate.server.gpu_lock import DeviceLock
 from pytest_specgate.session import Session, outcome_key, remote_key, session_key
 
 #: fixtures whose use means "this run needs a llama-server": preflight runs before the first test
 SERVER_FIXTURES = {"specgate_server", "specgate_client", "specgate_measure", "specgate_measure_pair", "specgate_memory"}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which llama.cpp build ``provisioned:llama-server`` means on this machine (CUDA when one was built)."""
+    builds = existing_builds()
+    return [f"specgate: provisioned:llama-server is the {builds[0].describe()}"] if builds else []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` on a GPU machine: one worker per GPU that is free now (each worker's pool takes its own).
+
+    Without a GPU: None, xdist's own default (one per CPU); servers still take turns on the machine lock.
+    """
+    gpus = gpu_indices()
+    if not gpus:
+        return None
+    lock_dir, free = Path(tempfile.gettempdir()), 0
+    for device in gpus:
+        lock = DeviceLock(device, lock_dir)
+        if lock.try_acquire("xdist -n auto probe"):
+            lock.release()
+            free += 1
+    return max(1, free)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

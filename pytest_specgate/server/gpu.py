@@ -323,3 +323,9 @@ def worker_gpu_candidates(worker_id: str | None) -> list[str] | None:
         return None
     first = int(worker_id.removeprefix("gw")) % count
     return [str((first + i) % count) for i in range(count)]
+
+
+def gpu_indices() -> list[str]:
+    """NVML indices of this machine's GPUs ("0", "1", ...); empty without a GPU or a driver."""
+    nvml, _ = nvml_module()
+    return [str(i) for i in range(nvml.nvmlDeviceGetCount())] if nvml is not None else []
