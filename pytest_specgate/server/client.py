@@ -2,13 +2,24 @@
 
 Streaming is the default because only a stream shows what a user feels: the client clock at the
 first visible token (TTFT) and at the last one. SSE framing is parsed by ``httpx-sse``; keep-alive
-comments (``:``) are ignored by it. Every call has a timeout.
+comments (``:``) are ignored by it.
+
+Every request has one overall deadline (``request_timeout``), streaming included: httpx's timeout
+bounds each read, so a server that trickles a token every few seconds would run on forever. A timer
+shuts the connection's socket down at the deadline, which ends the blocked read at once. A transport
+failure or a deadline becomes the ``fault`` callback's ``ServerError`` (the pool wires it to the
+server, which knows its exit status and log), never a bare httpx traceback. ``trust_env=False``: an
+``HTTP_PROXY`` in the environment must not capture requests to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -26,12 +37,81 @@ def _error_text(resp: httpx.Response) -> str:
         return resp.text[:500]
 
 
+#: (what the client saw, whether the server looks hung) -> the error to raise
+Fault = Callable[[str, bool], ServerError]
+
+
+def _plain_fault(what: str, hung: bool) -> ServerError:
+    return ServerError(f"{what}. Fix: check that llama-server is running and answering.")
+
+
+class _Deadline:
+    """Shuts a response's socket down when the request's overall time is up (from a timer thread)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, resp: httpx.Response) -> None:
+        stream = resp.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class Client:
     """A thin wrapper around ``httpx.Client`` that knows llama-server's extra endpoints."""
 
-    def __init__(self, base_url: str, timeout: float = 600.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 600.0, *, fault: Fault | None = None) -> None:
         self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout, connect=10.0))
+        self.timeout = timeout
+        self.fault = fault or _plain_fault
+        self.http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False)
+        self._tokens = 0  # visible pieces of the request in flight, for the timeout message
+
+    @contextmanager
+    def _guard(self, what: str, deadline: _Deadline | None = None, seconds: float | None = None) -> Iterator[None]:
+        """httpx errors and the deadline become the fault callback's ServerError (raised from None)."""
+        try:
+            yield
+        except httpx.TimeoutException:
+            limit = f"{self.timeout:g} s (request_timeout, {what})" if seconds is None else f"{seconds:g} s ({what})"
+            err = self.fault(f"no token for {limit}", True)
+        except httpx.HTTPError as e:
+            if deadline is not None and deadline.expired:
+                said = (f"request exceeded {self.timeout:g} s (request_timeout, {what}; {self._tokens} tokens back "
+                        "by then)" if self._tokens else f"no token for {self.timeout:g} s (request_timeout, {what})")
+                err = self.fault(said, True)
+            else:
+                err = self.fault(f"{what} failed: {type(e).__name__}: {e}", False)
+        else:
+            return
+        raise err from None
 
     def close(self) -> None:
         self.http.close()
@@ -45,7 +125,8 @@ class Client:
     # ---- small endpoints ----
 
     def get_json(self, path: str) -> Any:
-        resp = self.http.get(path, timeout=30.0)
+        with self._guard(f"GET {path}", seconds=30.0):
+            resp = self.http.get(path, timeout=30.0)
         if resp.status_code != 200:
             raise ServerError(f"GET {self.base_url}{path} -> HTTP {resp.status_code}: {_error_text(resp)}")
         return resp.json()
@@ -56,7 +137,8 @@ class Client:
 
     def count_chat_tokens(self, body: dict[str, Any]) -> int:
         """Exact prompt size after templating, from the server's own tokenizer."""
-        resp = self.http.post("/v1/chat/completions/input_tokens", json=body, timeout=60.0)
+        with self._guard("POST /v1/chat/completions/input_tokens", seconds=60.0):
+            resp = self.http.post("/v1/chat/completions/input_tokens", json=body, timeout=60.0)
         if resp.status_code != 200:
             raise ServerError(f"POST input_tokens -> HTTP {resp.status_code}: {_error_text(resp)}")
         return int(resp.json()["input_tokens"])
@@ -86,7 +168,11 @@ class Client:
 
     def _once(self, body: dict[str, Any], **meta: Any) -> Sample:
         t0 = time.perf_counter()
-        resp = self.http.post("/v1/chat/completions", json=body)
+        self._tokens = 0
+        with _Deadline(self.timeout) as deadline, self._guard("POST /v1/chat/completions", deadline), \
+                self.http.stream("POST", "/v1/chat/completions", json=body) as resp:
+            deadline.watch(resp)
+            resp.read()
         wall = (time.perf_counter() - t0) * 1000
         if resp.status_code != 200:
             raise ServerError(f"POST /v1/chat/completions -> HTTP {resp.status_code}: {_error_text(resp)}")
@@ -116,7 +202,10 @@ class Client:
         first = last = None
         n_events = 0
         t0 = time.perf_counter()
-        with connect_sse(self.http, "POST", "/v1/chat/completions", json=body) as source:
+        self._tokens = 0
+        with _Deadline(self.timeout) as deadline, self._guard("POST /v1/chat/completions (stream)", deadline), \
+                connect_sse(self.http, "POST", "/v1/chat/completions", json=body) as source:
+            deadline.watch(source.response)
             headers = time.perf_counter()  # llama-server flushes headers when the slot starts
             if source.response.status_code != 200:
                 raise ServerError(
@@ -150,6 +239,7 @@ class Client:
                         call.name = fn.get("name") or call.name
                         call.arguments += fn.get("arguments") or ""
                     if visible:
+                        self._tokens += 1
                         first = now if first is None else first
                         last = now
         wall = (time.perf_counter() - t0) * 1000
