@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pytest_specgate.errors import SpecgateError
-from pytest_specgate.provision import provision_all
+from pytest_specgate.provision.catalog import add_provision_arguments, provision_from_args
 from pytest_specgate.report.write import write_all
 from pytest_specgate.store import load
 from pytest_specgate.verdict.baseline import compare
@@ -16,7 +16,8 @@ from pytest_specgate.verdict.baseline import compare
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="specgate", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("provision", help="build the pinned CPU llama-server, assemble the demo model, make synthetic GGUFs")
+    prov = sub.add_parser("provision", help="build the pinned llama-server (CPU, or CUDA with a GPU), assemble the "
+                          "demo model, make synthetic GGUFs (and production-shaped ones with --shape)")
     rep = sub.add_parser("report",
                          help="re-render report.{json,md,html} and benchmark-*.json from a stored results file")
     rep.add_argument("results", type=Path, help="a results file: latest.json, runs/*.json, baselines/*.json")
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "provision":
-            provision_all()
+            provision_from_args(args)
         elif args.cmd == "report":
             run = load(args.results)
             out = args.out or args.results.parent
