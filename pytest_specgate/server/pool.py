@@ -2,24 +2,28 @@
 
 A performance gate cannot pay a model load per test, and two servers measured on one GPU at once
 would measure each other. So the pool keeps one live server per process, switches configs only when
-asked for another one (stopping the first), and holds a machine-wide file lock per device while a
-server is alive, so pytest-xdist workers (or two pytest runs) take turns instead of contending.
-Every exit path stops the server: session finish, ``atexit``, SIGTERM/SIGHUP, and the parent-death
-signal set in ``server.py`` for the cases Python never sees (SIGKILL).
+asked for another one (stopping the first), and holds a machine-wide lock per device while a server is
+alive, so pytest-xdist workers (or two pytest runs) take turns instead of contending. A run that has to
+wait says who holds the lock, and gives up after ``lock_timeout`` seconds with that holder's name.
+
+Every exit path stops the server and releases the lock: a failure anywhere after ``start()`` (a 401
+from /props, a probe that cannot start), a server whose request hung or died (it is replaced, never
+reused), session finish, ``atexit``, SIGTERM (the plugin's handler), and the parent-death signal for
+the cases Python never sees (SIGKILL).
 """
 
 from __future__ import annotations
 
 import atexit
-import signal
+import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
-
-from filelock import FileLock
 
 from pytest_specgate.server.client import Client
+from pytest_specgate.server.gpu import visible_from_env
+from pytest_specgate.server.gpu_lock import DeviceLock, pick_free_device
 from pytest_specgate.server.memory import MemoryProbe
 from pytest_specgate.server.process import LlamaServer
 
@@ -40,15 +44,29 @@ class Running:
         self.server.stop()
 
 
+def _stderr(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
 class ServerPool:
     """Start servers lazily by config name; ``factory`` builds an unstarted ``LlamaServer``."""
 
     def __init__(self, factory: Callable[[str], LlamaServer], *, device: str = "0",
-                 lock_dir: Path | None = None, request_timeout: float = 600.0) -> None:
+                 lock_dir: Path | None = None, request_timeout: float = 600.0, lock_timeout: float = 600.0,
+                 announce: Callable[[str], None] = _stderr, gpu_candidates: list[str] | None = None) -> None:
         self.factory = factory
         self.request_timeout = request_timeout
-        lock_dir = lock_dir or Path(tempfile.gettempdir())
-        self.lock = FileLock(str(lock_dir / f"pytest-specgate-device-{device}.lock"))
+        self.lock_timeout = lock_timeout
+        self.announce = announce
+        self.lock_dir = lock_dir or Path(tempfile.gettempdir())
+        #: the machine's lock when a server names no GPUs (CPU builds, one-GPU machines)
+        self.lock = DeviceLock(device, self.lock_dir)
+        #: the locks the live server holds: its CUDA_VISIBLE_DEVICES, or ``lock``
+        self.locks: list[DeviceLock] = []
+        #: an xdist worker's GPUs to take a free one from, its own first (None: no picking)
+        self.gpu_candidates = gpu_candidates
+        #: how each config's VRAM was measured, or why it was not (the report's notes)
+        self.memory_notes: dict[str, str] = {}
         self.current: tuple[str, Running] | None = None
         self.loads: dict[str, int] = {}
         self.load_seconds: dict[str, list[float]] = {}
@@ -58,28 +76,72 @@ class ServerPool:
 
     def get(self, name: str) -> Running:
         if self.current and self.current[0] == name:
-            self.current[1].server.check_alive()
-            return self.current[1]
+            server = self.current[1].server
+            if server.fault is None and server.alive():
+                return self.current[1]
+            # it hung or died; the test that met it reported why. Later tests get a fresh server.
         self.stop()
-        self._install_handlers()
+        if not self._installed:
+            self._installed = True
+            atexit.register(self.stop)
         server = self.factory(name)
-        self.lock.acquire()
+        visible = self._take_lock(name, server)
         try:
+            memory = MemoryProbe(visible=visible).before_load()  # the cards' used memory before the load
             server.start()
+            memory.attach(server.pid or 0)
+            memory.mark_idle()
+            memory.start()
+            running = Running(server, Client(server.url, timeout=self.request_timeout, fault=server.on_client_fault),
+                              memory)
         except BaseException:
-            server.stop()
-            self.lock.release()
+            server.stop(grace=2.0)
+            self._release()
             raise
-        memory = MemoryProbe(server.pid or 0)
-        memory.mark_idle()
-        memory.start()
-        running = Running(server, Client(server.url, timeout=self.request_timeout), memory)
-        running.props = running.client.props()
-        self.props[name] = running.props
-        self.current = (name, running)
+        self.current = (name, running)  # from here on, stop() closes it on every path
         self.loads[name] = self.loads.get(name, 0) + 1
         self.load_seconds.setdefault(name, []).append(server.load_seconds)
+        try:
+            running.props = running.client.props()
+        except BaseException:
+            self.stop()
+            raise
+        self.props[name] = running.props
         return running
+
+    def _take_lock(self, name: str, server: LlamaServer) -> list[str] | None:
+        """Lock the devices ``server`` uses; when another run holds one, say who and wait at most ``lock_timeout`` s.
+
+        The devices are the server's ``CUDA_VISIBLE_DEVICES`` (a config's ``devices``, or the caller's);
+        without them an xdist worker on a multi-GPU machine takes a free GPU and pins the server to it,
+        and otherwise ``lock`` stands for the machine. Returns the server's visible GPUs (None: all).
+        ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes CUDA's device indices NVML's.
+        """
+        visible = visible_from_env({**os.environ, **server.env})
+        if visible is None and self.gpu_candidates:
+            free = pick_free_device(self.gpu_candidates, self.lock_dir, name)
+            visible = [free.device if free else self.gpu_candidates[0]]
+            self.locks = [free] if free else []
+            server.env = {**server.env, "CUDA_VISIBLE_DEVICES": visible[0]}  # a copy: the config's env stays
+        server.env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", **server.env}
+        devices = visible or [self.lock.device]
+        try:
+            for device in sorted(set(devices) - {lock.device for lock in self.locks}):  # fixed order: no deadlock
+                lock = self.lock if device == self.lock.device else DeviceLock(device, self.lock_dir)
+                if not lock.try_acquire(name):
+                    self.announce(f"specgate: device {device} is held by {lock.holder()}; config {name!r} waits "
+                                  f"up to {self.lock_timeout:g} s for it (specgate_lock_timeout)")
+                    lock.acquire(name, self.lock_timeout)
+                self.locks.append(lock)
+        except BaseException:
+            self._release()
+            raise
+        return visible
+
+    def _release(self) -> None:
+        for lock in self.locks:
+            lock.release()
+        self.locks = []
 
     def stop(self) -> None:
         if self.current is None:
@@ -89,30 +151,10 @@ class ServerPool:
         try:
             running.memory.read()
             self.memory[name] = running.memory.figures()
-            running.close()
+            if running.memory.gpu_present:  # without a GPU the skipped VRAM budget already says why
+                self.memory_notes[name] = running.memory.describe()
         finally:
-            if self.lock.is_locked:
-                self.lock.release()
-
-    # ---- exit paths Python does see ----
-
-    def _install_handlers(self) -> None:
-        if self._installed:
-            return
-        self._installed = True
-        atexit.register(self.stop)
-        for sig in (signal.SIGTERM, signal.SIGHUP):
             try:
-                previous = signal.getsignal(sig)
-                signal.signal(sig, self._on_signal(previous))
-            except ValueError:  # not the main thread
-                pass
-
-    def _on_signal(self, previous: object) -> Callable[[int, FrameType | None], None]:
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self.stop()
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                raise SystemExit(128 + signum)
-        return handler
+                running.close()
+            finally:
+                self._release()
