@@ -25,8 +25,8 @@ from pytest_specgate.verdict.budget import BudgetResult
 def specgate_errors() -> Iterator[None]:
     try:
         yield
-    except SpecgateError as e:
-        pytest.fail(str(e), pytrace=False)
+    except SpecgateError as e:  # from None: the message once, not again under "During handling of..."
+        raise pytest.fail.Exception(str(e), pytrace=False) from None
 
 
 @pytest.fixture(scope="session")

@@ -107,10 +107,12 @@ def _help_text(key: str, path: str) -> str:
         raise PreflightError(f"{path} --help could not run: {e}. "
                              "Fix: check that the binary is a llama-server build for this machine.") from None
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout)[-800:]
+        out = proc.stderr or proc.stdout
+        said = next((ln.strip() for ln in reversed(out.splitlines()) if ln.strip()), "")
         raise PreflightError(
-            f"{path} --help exited with code {proc.returncode}; the binary does not run here.\n{tail}\n"
-            f"Fix: rebuild it, or check its shared libraries with `ldd {path}`."
+            f"{path} --help exited with code {proc.returncode} ({said[:160]!r}): llama-server answers --help with "
+            f"its usage and exit 0, so this is not llama-server or it does not run here. Fix: point `binary` at "
+            f"llama-server; if it is one, rebuild it or check its shared libraries with `ldd {path}`.\n{out[-800:]}"
         )
     return proc.stdout + proc.stderr
 
@@ -174,8 +176,24 @@ def parse_help(text: str) -> BinaryHelp:
     return BinaryHelp(flags=flags, choices=choices, removed=removed)
 
 
+#: flags every llama-server's ``--help`` lists (common/arg.cpp, the server examples); llama-bench, llama-cli
+#: and scripts lack at least one
+SERVER_FLAGS = ("--host", "--port")
+
+
 def binary_help(path: Path) -> BinaryHelp:
-    return parse_help(_help_text(_file_key(path), str(path)))
+    text = _help_text(_file_key(path), str(path))
+    help_ = parse_help(text)
+    missing = [f for f in SERVER_FLAGS if f not in help_.flags]
+    if missing:
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        said = f"its first line is {first[:120]!r}" if first else "it printed nothing"
+        raise PreflightError(
+            f"{path} is not llama-server: `{path.name} --help` exits 0 but lists no {' or '.join(missing)} flag "
+            f"({said}). Fix: point `binary` at llama.cpp's llama-server (build/bin/llama-server), not llama-bench, "
+            "llama-cli or a wrapper that does not pass --help through."
+        )
+    return help_
 
 
 def check_args(cfg: ServingConfig, help_: BinaryHelp, binary: Path) -> list[str]:
