@@ -19,6 +19,7 @@ from pytest_specgate.server.memory import MemoryProbe
 from pytest_specgate.server.pool import Running
 from pytest_specgate.session import Session, session_key
 from pytest_specgate.verdict.budget import BudgetResult
+from pytest_specgate.verdict.upgrade import PairedChange
 
 
 @contextmanager
@@ -112,5 +113,27 @@ def specgate_check(specgate_gate: Session) -> Callable[..., list[BudgetResult]]:
 
     def check(m: Measurement, budgets: list[Budget] | None = None) -> list[BudgetResult]:
         return specgate_gate.check(m, budgets)
+
+    return check
+
+@pytest.fixture
+def specgate_against(specgate_gate: Session, specgate_config: ServingConfig,
+                     specgate_log_dir: Any) -> Callable[..., list[PairedChange]]:
+    """``against(workload, point=None) -> [PairedChange]``: the upgrade verdict at one point.
+
+    The selected config and the deployed one (``--specgate-against`` or the config's ``against``) are
+    measured side by side, in ABBA blocks spanning every point the session gates (3 model loads),
+    and judged on paired ratios with the file's thresholds. A FAIL fails the test naming the change
+    and what differs between the two configs. Skips the test when there is no deployed config.
+    """
+    with specgate_errors():
+        against = specgate_gate.against_name()
+    if not against:
+        pytest.skip(f"no deployed config to hold {specgate_config.name!r} against: pass --specgate-against=NAME "
+                    f"or set `against` in its config")
+
+    def check(workload: str, point: int | None = None) -> list[PairedChange]:
+        with specgate_errors():
+            return specgate_gate.check_against(workload, point, log_dir=specgate_log_dir)
 
     return check

@@ -17,6 +17,10 @@ OPTIONS: list[tuple[str, str, Literal["string"]]] = [
     ("results", "directory for results, baselines and reports (default .specgate)", "string"),
     ("baseline-save", "save this run's results as the named baseline", "string"),
     ("baseline-compare", "compare this run against the named baseline and fail on regressions", "string"),
+    ("against", "the deployed config (old binary/GGUF/flags): measured side by side with the selected one in this "
+     "session, in ABBA blocks, for the upgrade verdict (default: the config's `against` key)", "string"),
+    ("table", "terminal results table: `key` (budget rows and key metrics; the default) or `all` (every row; "
+     "also with -v)", "string"),
 ]
 
 
@@ -47,6 +51,10 @@ class Options:
     quick: bool
     baseline_save: str | None = None
     baseline_compare: str | None = None
+    #: the deployed config for the upgrade verdict (``--specgate-against``)
+    against: str | None = None
+    #: the terminal table: "key" rows only, or "all"
+    table: str = "key"
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> Options:
@@ -59,10 +67,21 @@ class Options:
                    samples=int(samples) if samples else None,
                    results_dir=get("results") or ".specgate", rootdir=Path(config.rootpath),
                    quick=bool(config.getoption("specgate_quick")),
-                   baseline_save=get("baseline_save"), baseline_compare=get("baseline_compare"))
+                   baseline_save=get("baseline_save"), baseline_compare=get("baseline_compare"),
+                   against=get("against"), table=_table(get("table"), config.getoption("verbose", 0) or 0))
 
     @property
     def results_path(self) -> Path:
         """``--specgate-results`` as an absolute path (relative ones are under the rootdir)."""
         path = Path(self.results_dir).expanduser()
         return path if path.is_absolute() else self.rootdir / path
+
+def _table(raw: Any, verbose: int) -> str:
+    """``--specgate-table``: ``key`` (default) or ``all``; ``-v`` means ``all`` unless the option says otherwise."""
+    if raw is None:
+        return "all" if verbose > 0 else "key"
+    value = str(raw).strip().lower()
+    if value not in ("key", "all"):
+        raise pytest.UsageError(f"--specgate-table {raw!r} is not one of key, all. "
+                                f"Fix: pass --specgate-table=all for every row, or leave it out.")
+    return value

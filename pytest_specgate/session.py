@@ -21,7 +21,7 @@ import pytest
 from pytest_specgate import preflight
 from pytest_specgate.config import Budget, ServingConfig, SpecgateFile, Thresholds, find_config_file, load
 from pytest_specgate.errors import SpecgateConfigError, SpecgateError
-from pytest_specgate.fingerprint import ConfigFingerprint, collect, file_sha256, host_info
+from pytest_specgate.fingerprint import ConfigFingerprint, collect, file_sha256, fingerprint_changes, host_info
 from pytest_specgate.finish import Outcome, Remote, build_run
 from pytest_specgate.measure import lossless
 from pytest_specgate.measure.measurement import Measurement
@@ -41,8 +41,19 @@ from pytest_specgate.verdict.budget import (
     decisive,
     find_unjudged,
 )
+from pytest_specgate.verdict.paired import model_loads
+from pytest_specgate.verdict.upgrade import (
+    AB_SAMPLES,
+    AGAINST,
+    UPGRADE_METRICS,
+    PairedChange,
+    Upgrade,
+    judge_upgrade,
+    pair_points,
+    pair_schedule,
+)
 
-__all__ = ["Session", "outcome_key", "remote_key", "session_key"]
+__all__ = ["Session", "outcome_key", "remote_key", "run_key", "session_key"]
 
 MeasurementKey = tuple[str, str, int | None, bool, str]
 
@@ -64,6 +75,12 @@ class Session:
     #: one-line verdicts that are not budgets (e.g. tool-call snapshots), printed with the table
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    #: sweep points of the collected tests (the plugin sets it), so A/B blocks span exactly those
+    sweep_points: list[int] | None = None
+    #: the A/B block schedule each (config, other, variant) pair was measured in
+    pair_schedules: dict[tuple[str, str, str], list[tuple[str, int]]] = field(default_factory=dict)
+    #: the upgrade verdict against the deployed config (``--specgate-against``)
+    upgrade: Upgrade | None = None
 
     #: points a test measured and checked with no budget on them ("measured, no budget")
     no_budget: list[NoBudget] = field(default_factory=list)
@@ -120,10 +137,21 @@ class Session:
         return self.resolved[name]
 
     def preflight_selected(self) -> None:
-        """Fail fast (before any model load) for the selected config and its reference."""
+        """Fail fast (before any model load) for the selected config, its reference and the deployed config."""
         self.resolve(self.selected.name)
         if self.selected.reference:
             self.resolve(self.selected.reference)
+        against = self.against_name()
+        if against:
+            self.resolve(against)
+
+    def against_name(self) -> str | None:
+        """The deployed config the upgrade verdict holds the selected one against (``--specgate-against``
+        first, then the config's ``against`` key); None when there is none."""
+        name = self.options.against or getattr(self.selected, "against", None)
+        if name:
+            self.config(name)  # an unknown name fails here, listing the known ones
+        return name or None
 
     # ---- servers ----
 
@@ -207,12 +235,63 @@ class Session:
             self.notes.append(note)
 
     def measure_pair(self, name: str, reference: str, workload: str, point: int | None, *,
-                     log_dir: Path) -> tuple[Measurement, Measurement]:
-        """A/B in one run (see ``Sampler.measure_pair``), once per session."""
-        a, b = self.point(name, workload, point, "ab"), self.point(reference, workload, point, "ab")
+                     log_dir: Path, variant: str = "ab", n: int | None = None) -> tuple[Measurement, Measurement]:
+        """A/B in one run, once per session: ABBA blocks spanning every point of the workload the session
+        gates (``pair_points``), so a config pair costs 3 model loads whatever the number of points."""
+        a, b = self.point(name, workload, point, variant), self.point(reference, workload, point, variant)
         if a.samples and b.samples:
             return a, b
-        return self.sampler(log_dir).measure_pair(a, b)
+        points = pair_points(self.selected.workloads, workload, point, self.quick, self.sweep_points)
+        pairs = [(self.point(name, workload, p, variant), self.point(reference, workload, p, variant))
+                 for p in points]
+        pairs = [(x, y) for x, y in pairs if not (x.samples and y.samples)]
+        if n is None:
+            n, _ = self.sample_counts(self.config(name), self.quick)
+        schedule = pair_schedule(n)
+        try:
+            self.sampler(log_dir).measure_blocks(pairs, schedule)
+        except BaseException:
+            for x, y in pairs:  # a half-measured pair is not a measurement: never reuse it
+                x.samples.clear()
+                y.samples.clear()
+            raise
+        self.pair_schedules[(name, reference, variant)] = schedule
+        return a, b
+
+    def check_against(self, workload: str, point: int | None, *, log_dir: Path) -> list[PairedChange]:
+        """The upgrade verdict at one point: the selected config against the deployed one, side by side.
+
+        Measures (once per session, ABBA across all points) and judges with the file's thresholds; a
+        FAIL (or INCONCLUSIVE under --specgate-strict) raises AssertionError naming what changed.
+        """
+        against, name = self.against_name(), self.selected.name
+        assert against is not None
+        wl = self.selected.workloads
+        n = getattr(wl, "ab_samples", AB_SAMPLES)
+        cand, ref = self.measure_pair(name, against, workload, point, log_dir=log_dir, variant=AGAINST, n=n)
+        schedule = self.pair_schedules[(name, against, AGAINST)]
+        points = pair_points(wl, workload, point, self.quick, self.sweep_points)
+        changes = judge_upgrade([(cand, ref)], schedule, self.file.thresholds,
+                                comparisons=len(points) * len(UPGRADE_METRICS))
+        if self.upgrade is None:
+            self.upgrade = Upgrade(config=name, against=against, schedule=schedule,
+                                   model_loads=model_loads(schedule), fingerprint=self._diff(against, name))
+        self.upgrade.changes = [c for c in self.upgrade.changes if (c.workload, c.point) != (workload, point)] + changes
+        bad = [c for c in changes
+               if c.verdict is Verdict.FAIL or (c.verdict is Verdict.INCONCLUSIVE and self.options.strict)]
+        if bad:
+            raise AssertionError("specgate upgrade verdict:\n" + "\n".join(
+                f"{c.describe()}{self.upgrade.explain()}. {c.why}" for c in bad))
+        for c in changes:
+            if c.verdict is Verdict.INCONCLUSIVE:
+                warnings.warn(pytest.PytestWarning(f"specgate: {c.describe()}. {c.why}"), stacklevel=3)
+        return changes
+
+    def _diff(self, old: str, new: str) -> list[str]:
+        try:
+            return fingerprint_changes(self.fingerprint(old), self.fingerprint(new))
+        except (SpecgateError, OSError) as e:
+            return [f"fingerprints not comparable: {e}"]
 
     def probe_outputs(self, name: str, bodies: list[dict[str, Any]], *, log_dir: Path) -> list[Any]:
         """Temperature-0 outputs of ``bodies`` on config ``name``, from the reference cache in the results
@@ -323,6 +402,7 @@ class Session:
         )
         run.unjudged = self.unjudged()
         run.no_budget = list(self.no_budget)
+        run.upgrade = self.upgrade
         return run
 
     def confidence(self) -> float:
@@ -337,3 +417,5 @@ session_key = pytest.StashKey[Session]()
 outcome_key = pytest.StashKey[Outcome]()
 #: the xdist controller's share of its workers' fingerprints, memory figures and errors
 remote_key = pytest.StashKey[Remote]()
+#: the stored run as finish() saved it (the terminal summary renders its banner from it)
+run_key = pytest.StashKey[RunResults]()

@@ -14,6 +14,7 @@ from pytest_specgate.measure.measurement import Measurement, measurement_order
 from pytest_specgate.measure.stats import crossover_point
 from pytest_specgate.report import markdown as report_md
 from pytest_specgate.report import page as html
+from pytest_specgate.report import plots
 from pytest_specgate.report.benchmark import benchmark
 from pytest_specgate.report.rows import rows_for
 from pytest_specgate.report.terminal import TerminalSummary, terminal
@@ -55,11 +56,11 @@ def test_html_omits_plots_without_data_and_says_so() -> None:
 
 def test_crossover_from_measured_ttft_and_decode() -> None:
     run = make_run(with_reference=True)
-    figures, source = html.crossover_inputs(run, "demo-ngram", "demo")  # type: ignore[misc]
+    figures, source = plots.crossover_inputs(run, "demo-ngram", "demo")  # type: ignore[misc]
     assert source == "TTFT from long-context, decode from sweep@256"
     (t_c, d_c), (t_r, d_r) = figures["demo-ngram"], figures["demo"]
     assert t_c > t_r and d_c > d_r  # slower prefill, faster decode: a crossover exists
-    assert html.crossover_inputs(run, "demo", "missing") is None
+    assert plots.crossover_inputs(run, "demo", "missing") is None
 
 
 @pytest.mark.parametrize("ttft_c, dec_c, ttft_r, dec_r, at, words", [
@@ -76,7 +77,7 @@ def test_crossover_point(ttft_c: float, dec_c: float, ttft_r: float, dec_r: floa
 def test_breakdown_adds_up_to_the_wall_clock() -> None:
     run = make_run(with_reference=True)
     m = next(m for m in run.merged() if m.config == "demo-ngram" and m.point == 256)
-    parts = html.breakdown(m)
+    parts = plots.breakdown(m)
     assert parts is not None and parts["reasoning"] > 0 and parts["prefill"] == pytest.approx(0.123, abs=0.01)
     wall = sorted(s.wall_ms for s in m.samples)[len(m.samples) // 2] / 1000
     assert sum(parts.values()) == pytest.approx(wall, rel=0.05)
@@ -85,7 +86,7 @@ def test_breakdown_adds_up_to_the_wall_clock() -> None:
 def test_markdown_has_fingerprint_and_table() -> None:
     md = report_md.markdown(make_run())
     assert md.startswith("# specgate: demo (20260101T120000Z-demo)")
-    assert "| point | metric | median | p10-p90 | median CI | N | budget | verdict |" in md
+    assert "| point | metric | median | p10-p90 | interval | N | budget | verdict |" in md
     row = next(line for line in md.splitlines() if line.startswith("| sweep@256 | decode_tps (tok/s) |"))
     assert row.endswith("| 7 | >= 8 | pass |")
     assert "- args: -t 2 -np 1 -c 4096" in md and "version: 11434 (0a1b2c3)" in md
@@ -151,7 +152,7 @@ def test_terminal_prints_table_then_baseline_section() -> None:
     tr = Terminal()
     terminal(summary, tr)  # type: ignore[arg-type]
     assert tr.lines[0] == "== specgate results"
-    assert tr.lines[1].split() == ["config", "point", "metric", "median", "p10-p90", "median", "CI", "N", "budget",
+    assert tr.lines[1].split() == ["config", "point", "metric", "median", "p10-p90", "interval", "N", "budget",
                                    "verdict"]
     assert "demo: 1 model load(s), 1.5 s" in tr.lines
     assert "demo: tool-call snapshot [demo] (stream): matches" in tr.lines
@@ -170,5 +171,5 @@ def test_budget_verdict_shows_on_the_variant_that_was_judged() -> None:
                 check_budget(budgets[1], own.stats("decode_tps")).model_copy(update={"config": "demo-ngram"})]
     body = rows_for([own, ab], verdicts)
     judged = {(r[1], r[2]): r[-1] for r in body}
-    assert judged == {("sweep@256", "decode_tps (tok/s)"): "pass", ("sweep@256 [ab]", "decode_tps (tok/s)"): "",
+    assert judged == {("sweep@256", "decode_tps (tok/s)"): "pass", ("sweep@256 [ab]", "decode_tps (tok/s)"): "no budget",
                       ("sweep@256 [ab]", "speedup (x)"): "pass"}

@@ -24,7 +24,10 @@ from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.measure.sample import Sample
 from pytest_specgate.server.pool import Running
 
-__all__ = ["Decided", "Sampler", "mean_accepted_run", "planned_looks", "sample_counts"]
+__all__ = ["CANDIDATE", "Decided", "Sampler", "mean_accepted_run", "planned_looks", "sample_counts"]
+
+#: the candidate's side in an A/B block schedule (``verdict.paired.abba_schedule`` builds schedules)
+CANDIDATE = "A"
 
 #: whether ``budgets`` are decided on the measurement's samples so far (asked at planned looks only)
 Decided = Callable[[Measurement, list[Budget]], bool]
@@ -129,23 +132,34 @@ class Sampler:
         m.partial = False
         return m
 
-    def measure_pair(self, a: Measurement, b: Measurement) -> tuple[Measurement, Measurement]:
-        """A/B in one run: alternate blocks of samples between two configs so machine drift cancels.
-
-        Only one server runs at a time (a GPU rarely fits two 20 GiB servers), so each block pays a
-        server switch; ``ab_rounds`` blocks per config trade that cost against drift. Sample i of
-        one config and sample i of the other were taken close in time, which is what paired ratios
-        need.
-        """
-        cfg = self.config(a.config)
-        n, _ = self.counts(cfg, self.quick)
-        rounds = max(1, min(cfg.workloads.ab_rounds, n))
-        sizes = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
-        caches: dict[str, dict[str, Any]] = {a.config: {}, b.config: {}}
-        for size in sizes:
-            for m in (b, a):
-                self.take(m.config, m, size, caches[m.config])
+    def measure_pair(self, a: Measurement, b: Measurement,
+                     schedule: list[tuple[str, int]]) -> tuple[Measurement, Measurement]:
+        """A/B of one point (see ``measure_blocks``)."""
+        self.measure_blocks([(a, b)], schedule)
         return a, b
+
+    def measure_blocks(self, pairs: list[tuple[Measurement, Measurement]],
+                       schedule: list[tuple[str, int]]) -> list[tuple[Measurement, Measurement]]:
+        """A/B in one run: (candidate, other) measurements of several points, in blocks that span them all.
+
+        Only one server runs at a time (a GPU rarely fits two 20 GiB servers), so every change of side
+        is a model load. Blocks follow ``schedule`` ("A" = the candidate, first): ABBA measures every
+        point of the candidate, then every point of the other config twice over, then the candidate
+        again, so a pair costs 3 loads whatever the number of points, and linear machine drift cancels
+        (``verdict.paired``). The old order, reference first then candidate per point and per round,
+        put every candidate sample after its partner and restarted servers for every point. Warm-ups
+        are taken after each load only: the next block of the same side runs on a warm server.
+        """
+        caches: dict[str, dict[tuple[str, int | None], dict[str, Any]]] = {}
+        previous = ""
+        for side, count in schedule:
+            switched = side != previous
+            previous = side
+            for a, b in pairs:
+                m = a if side == CANDIDATE else b
+                cache = caches.setdefault(m.config, {}).setdefault((m.workload, m.point), {})
+                self.take(m.config, m, count, cache, warmup=switched)
+        return pairs
 
     @staticmethod
     def _mean_run(running: Running, sample: Sample) -> float | None:

@@ -9,18 +9,24 @@ from pytest_specgate.store import RunResults
 
 __all__ = ["benchmark"]
 
+#: suites record a crossover that never happens as 1e9 (and "always" as 0): never chart those as numbers
+SENTINEL = 1e9
+
 
 def benchmark(run: RunResults) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """(bigger-is-better, smaller-is-better) entries for github-action-benchmark's custom tools.
 
     ``range`` is the half-width of the median's interval: the number the chart's error bar should
-    show is the uncertainty of the plotted median, not the sample spread.
+    show is the uncertainty of the plotted median, not the sample spread. No sentinel values: a
+    crossover that does not exist is left out, not charted as 0 or 1e9.
     """
     bigger: list[dict[str, object]] = []
     smaller: list[dict[str, object]] = []
     for m in run.merged():
         fp = run.configs.get(m.config)
         for metric, st in shown_stats(m):
+            if metric == "crossover_tokens" and not 0 < st.median < SENTINEL:
+                continue  # "faster at every length" (0) or "never" (1e9): no number to chart
             unit, higher = metric_unit(metric), higher_is_better(metric)
             entry: dict[str, object] = {"name": f"{m.config} {metric} {where(m.workload, m.point, m.variant)}",
                                         "unit": unit or "ratio", "value": round(st.median, 4)}

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from pytest_specgate.report.banner import Banner, banner
 from pytest_specgate.report.rows import (
     COMPARISON_HEADER,
     HEADER,
+    UPGRADE_HEADER,
     comparison_rows,
     describe_fingerprint,
     rows_for,
-    verdict_counts,
+    upgrade_rows,
 )
 from pytest_specgate.store import RunResults
-from pytest_specgate.verdict.budget import Verdict
 
-__all__ = ["markdown", "md_table"]
+__all__ = ["banner_md", "markdown", "md_table"]
 
 
 def _cell(text: str) -> str:
@@ -25,18 +26,30 @@ def md_table(header: list[str], body: list[list[str]]) -> list[str]:
             *("| " + " | ".join(_cell(c) for c in r) + " |" for r in body)]
 
 
+def banner_md(b: Banner) -> list[str]:
+    """The verdict banner in Markdown: the same verdict, counts, failures and build as the terminal's."""
+    mark = {"PASS": "\u2705", "FAIL": "\u274c"}.get(b.status, "\u26a0\ufe0f")
+    out = [f"## {mark} {b.status}: {_cell(b.counts)}", ""]
+    if b.upgrade:
+        out += [_cell(b.upgrade), ""]
+    out += [f"- **FAIL** {_cell(x)}" for x in b.failures]
+    out += [f"- **UNJUDGED** {_cell(x)}" for x in b.unjudged_lines]
+    if b.failures or b.unjudged_lines:
+        out.append("")
+    out += [f"Build: `{x}`  " for x in b.identity]
+    return [*out, ""] if b.identity else out
+
+
 def markdown(run: RunResults) -> str:
     h = run.host
     gpus = ", ".join(str(g.get("name")) for g in h.gpus) or "no NVIDIA GPU"
-    out = [f"# specgate: {run.selected} ({run.run_id})", "",
+    out = [f"# specgate: {run.selected} ({run.run_id})", "", *banner_md(banner(run)),
            f"{run.started:%Y-%m-%d %H:%M:%S} to {run.finished:%H:%M:%S} UTC on {h.hostname}: "
-           f"{h.cpu_model} x{h.cpu_count}, "
-           f"{gpus}{'; quick run' if run.quick else ''}. Budgets: {verdict_counts(run.verdicts)}.", ""]
-    failing = [r for r in run.verdicts if r.verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE)]
-    for r in failing:
-        out.append(f"- **{r.verdict.value.upper()}** {r.config}: {_cell(r.message)}")
-    if failing:
-        out.append("")
+           f"{h.cpu_model} x{h.cpu_count}, {gpus}{'; quick run' if run.quick else ''}.", ""]
+    if run.upgrade is not None:
+        out += [f"## Upgrade verdict: {run.upgrade.config} against {run.upgrade.against}", ""]
+        out += [f"- {_cell(line)}" for line in run.upgrade.lines()] + [""]
+        out += md_table(UPGRADE_HEADER, upgrade_rows(run)) + [""]
     merged = run.merged()
     for name in sorted({m.config for m in merged} | set(run.configs)):
         out += [f"## {name}", ""]

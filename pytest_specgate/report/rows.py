@@ -22,46 +22,83 @@ from pytest_specgate.metrics import SHOWN, VARIANT_OF_METRIC, where
 from pytest_specgate.metrics import unit as metric_unit
 from pytest_specgate.store import RunResults
 from pytest_specgate.verdict.budget import BudgetResult
+from pytest_specgate.verdict.intervals import coverage_label
 
-__all__ = ["COMPARISON_HEADER", "HEADER", "comparison_rows", "describe_fingerprint", "fmt", "rows_for", "shown_stats",
-           "table", "verdict_counts"]
+__all__ = ["COMPARISON_HEADER", "HEADER", "KEY_ROWS", "NO_BUDGET", "comparison_rows", "describe_fingerprint", "fmt",
+           "rows_for", "shown_stats", "table", "upgrade_rows", "verdict_counts", "UPGRADE_HEADER"]
 
-HEADER = ["config", "point", "metric", "median", "p10-p90", "median CI", "N", "budget", "verdict"]
+HEADER = ["config", "point", "metric", "median", "p10-p90", "interval", "N", "budget", "verdict"]
+
+#: (metric, workload or variant) pairs the default terminal table shows besides every budget row:
+#: decode along the sweep, prefill and TTFT at the production prompt, speedup over the reference,
+#: memory peaks, cache reuse and the lossless exact-match rate (-v or --specgate-table=all shows all)
+KEY_ROWS: frozenset[tuple[str, str]] = frozenset({
+    ("decode_tps", "sweep"), ("ttft_ms", "long-context"), ("prefill_ms", "long-context"), ("speedup", "ab"),
+    ("acceptance", "sweep"), ("rss_peak_mib", "memory"), ("vram_peak_mib", "memory"), ("cache_reuse", "cache-reuse"),
+    ("exact_match", "lossless"),
+})
+#: the verdict column of a row no budget judges: measured, not a pass of the gate
+NO_BUDGET = "no budget"
 
 
 def fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
 
 
-def shown_stats(m: Measurement) -> Iterable[tuple[str, Stats]]:
-    """The metrics a reader is shown for a point. A reasoning share or cache reuse that is always 0
-    (every cold, nonce-prefixed sample) is noise here; the JSON results keep it."""
-    for metric in SHOWN:
+def shown_stats(m: Measurement, budgeted: Iterable[str] = ()) -> Iterable[tuple[str, Stats]]:
+    """The metrics a reader is shown for a point: the shown metrics, plus every metric with a budget.
+
+    A reasoning share or cache reuse that is always 0 (every cold, nonce-prefixed sample) is noise
+    and left out, unless a budget judges it: a failing row is never hidden (the JSON keeps all).
+    """
+    budgeted = set(budgeted)
+    names = [*SHOWN, *sorted(b for b in budgeted if b not in SHOWN)]
+    for metric in names:
         st = m.stats(metric)
-        if st is None or (metric in ("reasoning_share", "cache_reuse") and st.max == 0):
+        if st is None:
+            continue
+        if metric not in budgeted and metric in ("reasoning_share", "cache_reuse") and st.max == 0:
             continue
         yield metric, st
 
 
-def rows_for(measurements: Iterable[Measurement], verdicts: Iterable[BudgetResult]) -> list[list[str]]:
-    """Table rows, in the given measurement order; shared by the terminal, Markdown and HTML."""
+def _interval(st: Stats, r: BudgetResult | None) -> str:
+    """The interval a reader should trust, with the coverage it really has (never a blanket "95%")."""
+    low, high, coverage = (getattr(r, "low", None), getattr(r, "high", None), getattr(r, "coverage", None)) \
+        if r is not None else (None, None, None)
+    if low is not None and high is not None and coverage is not None:
+        return f"{coverage_label(coverage)} [{fmt(low)}, {fmt(high)}]"
+    if st.n == 1:
+        return ""
+    return f"{coverage_label(getattr(st, 'coverage', 0.0))} [{fmt(st.ci_low)}, {fmt(st.ci_high)}]"
+
+
+def rows_for(measurements: Iterable[Measurement], verdicts: Iterable[BudgetResult], *,
+             key_only: bool = False) -> list[list[str]]:
+    """Table rows, in the given measurement order; shared by the terminal, Markdown and HTML.
+
+    ``key_only``: budget rows and ``KEY_ROWS`` only (the default terminal table: about ten rows).
+    """
     by_key: dict[tuple[str, str, str, int | None], BudgetResult] = {
         (r.config, r.budget.metric, r.budget.workload, r.budget.point): r for r in verdicts}
     out = []
     for m in measurements:
-        for metric, st in shown_stats(m):
+        budgeted = [metric for (c, metric, w, p) in by_key if (c, w, p) == (m.config, m.workload, m.point)
+                    and VARIANT_OF_METRIC.get(metric, "") == m.variant]
+        for metric, st in shown_stats(m, budgeted):
             unit = metric_unit(metric)
             r = by_key.get((m.config, metric, m.workload, m.point))
             if VARIANT_OF_METRIC.get(metric, "") != m.variant:
                 r = None  # the budget was judged on the other variant's figures
-            budget = verdict = ""
+            if key_only and r is None and (metric, m.variant or m.workload) not in KEY_ROWS:
+                continue
+            budget, verdict = "", NO_BUDGET
             if r is not None:
                 budget, verdict = f"{r.budget.op} {r.budget.limit:g}", r.verdict.value
             spread = "" if st.n == 1 else f"{fmt(st.p10)}-{fmt(st.p90)}"
-            ci = "" if st.n == 1 else f"[{fmt(st.ci_low)}, {fmt(st.ci_high)}]"
             name = f"{metric} ({unit})" if unit else metric
-            out.append([m.config, where(m.workload, m.point, m.variant), name, fmt(st.median), spread, ci, str(st.n),
-                         budget, verdict])
+            out.append([m.config, where(m.workload, m.point, m.variant), name, fmt(st.median), spread,
+                        _interval(st, r), str(st.n), budget, verdict])
     return out
 
 
@@ -115,3 +152,19 @@ def comparison_rows(run: RunResults) -> list[list[str]]:
 
 COMPARISON_HEADER = ["config", "point", "metric", "baseline", "now", "change", "interval", "threshold", "N old/new",
                      "verdict"]
+
+
+def upgrade_rows(run: RunResults) -> list[list[str]]:
+    """The upgrade verdict per point: deployed and candidate medians, change, interval (coverage), N."""
+    up = run.upgrade
+    if up is None:
+        return []
+    return [[c.config, c.against, c.where, c.metric, "" if c.against_median is None else fmt(c.against_median),
+             "" if c.candidate_median is None else fmt(c.candidate_median),
+             "" if c.change is None else f"{c.change:+.1%}",
+             "" if c.low is None or c.high is None else f"{coverage_label(c.coverage)} [{c.low:+.1%}, {c.high:+.1%}]",
+             f"{c.signed_threshold:+.0%}", str(c.n), c.verdict.value] for c in up.changes]
+
+
+UPGRADE_HEADER = ["config", "against", "point", "metric", "deployed", "candidate", "change", "interval", "threshold",
+                  "N pairs", "verdict"]

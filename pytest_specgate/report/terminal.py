@@ -1,7 +1,10 @@
-"""The terminal summary at the end of a run: the results table, model loads, notes, where the files went.
+"""The terminal summary at the end of a run: the verdict banner first, then a short results table,
+model loads, notes and where the files went.
 
-It gets a small :class:`TerminalSummary` of plain data (the plugin builds it from the session and
-the finish outcome), never the session itself.
+It gets a small :class:`TerminalSummary` of plain data (the plugin builds it from the stored run and
+the finish outcome), never the session itself. The banner is the same as report.md's and
+report.html's (``banner.py``), coloured with the TerminalWriter's markup. The table shows budget
+rows and key metrics by default (about ten rows); ``-v`` or ``--specgate-table=all`` shows them all.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_specgate.report.banner import FAIL, PASS, Banner
 from pytest_specgate.report.rows import HEADER, table
 
 __all__ = ["TerminalSummary", "terminal"]
@@ -29,14 +33,40 @@ class TerminalSummary:
     files: list[Path] | None = None
     errors: list[str] = field(default_factory=list)
     baseline: list[str] = field(default_factory=list)
+    #: the run's verdict (None on an xdist worker or when the run could not be stored)
+    banner: Banner | None = None
+    #: the upgrade verdict's lines (``--specgate-against``)
+    upgrade: list[str] = field(default_factory=list)
+
+
+def _markup(status: str) -> dict[str, bool]:
+    return {"green": True, "bold": True} if status == PASS else \
+        {"red": True, "bold": True} if status == FAIL else {"yellow": True, "bold": True}
+
+
+def write_banner(b: Banner, tr: pytest.TerminalReporter) -> None:
+    tr.write_sep("=", f"specgate {b.status}", **_markup(b.status))
+    tr.write_line(b.counts, **_markup(b.status))
+    if b.upgrade:
+        tr.write_line(b.upgrade)
+    for line in b.failures:
+        tr.write_line(f"FAIL {line}", red=True)
+    for line in b.unjudged_lines:
+        tr.write_line(f"UNJUDGED {line}" if ": UNJUDGED" not in line else line, yellow=True)
+    for line in b.identity:
+        tr.write_line(f"build {line}")
 
 
 def terminal(summary: TerminalSummary, tr: pytest.TerminalReporter) -> None:
+    if summary.banner is not None:
+        write_banner(summary.banner, tr)
     tr.section("specgate results")
     for line in table(HEADER, summary.rows):
         tr.write_line(line)
     for name, secs in summary.load_seconds.items():
         tr.write_line(f"{name}: {len(secs)} model load(s), {', '.join(f'{s:.1f}' for s in secs)} s")
+    for line in summary.upgrade:
+        tr.write_line(line, red=": FAIL" in line, yellow=": INCONCLUSIVE" in line)
     for message in summary.skipped:
         tr.write_line(f"skipped budget: {message}")
     for note in summary.notes:

@@ -1,0 +1,140 @@
+"""The upgrade verdict (--specgate-against) and A/B blocks that span every point.
+
+The statistics (``verdict.paired``) have their own seeded simulations in test_simulation.py; here:
+how the gate uses them (points, schedule, the verdict's data and words), and on a real llama-server
+with the synthetic GGUF that a config pair costs 3 model loads whatever the number of points.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from factories import measurement
+
+from conftest import toml_config
+from pytest_specgate.config import Thresholds, Workloads
+from pytest_specgate.verdict.budget import Verdict
+from pytest_specgate.verdict.paired import model_loads, pair_periods
+from pytest_specgate.verdict.upgrade import PairedChange, Upgrade, judge_upgrade, pair_points, pair_schedule
+
+
+def drifting(center: float, schedule: list[tuple[str, int]], side: str, drift: float, seed: int) -> list[float]:
+    """Samples of one side in block order, on a machine that slows down linearly over the session."""
+    rng = np.random.default_rng(seed)
+    total = sum(n for _, n in schedule)
+    out, t = [], 0
+    for s, n in schedule:
+        for _ in range(n):
+            if s == side:
+                out.append(center * (1 + drift * t / total) * (1 + 0.03 * rng.standard_normal()))
+            t += 1
+    return out
+
+
+def test_blocks_span_every_point_and_cost_three_loads() -> None:
+    wl = Workloads(sweep=[64, 256], quick_sweep=[256])
+    assert pair_points(wl, "sweep", 64, quick=False) == [64, 256]
+    assert pair_points(wl, "sweep", 256, quick=True) == [256]
+    assert pair_points(wl, "sweep", 64, quick=False, collected=[64]) == [64]  # -k out64 measures 64 only
+    assert pair_points(wl, "long-context", None, quick=False) == [None]
+    schedule = pair_schedule(12)
+    assert schedule == [("A", 6), ("B", 6), ("B", 6), ("A", 6)]  # the candidate first, then twice the other
+    assert model_loads(schedule) == 3
+    assert pair_schedule(1) == [("A", 1), ("B", 1)]
+
+
+@pytest.mark.parametrize(("slowdown", "expected"), [(0.0, Verdict.PASS), (0.15, Verdict.FAIL)])
+def test_drift_cancels_and_a_real_regression_fails(slowdown: float, expected: Verdict) -> None:
+    """A -14% drift over the session is not a regression; a 15% slower candidate is one."""
+    schedule = pair_schedule(12)
+    cand = drifting(40.0 * (1 - slowdown), schedule, "A", -0.14, seed=3)
+    ref = drifting(40.0, schedule, "B", -0.14, seed=4)
+    pairs = [(measurement("new", 64, cand), measurement("old", 64, ref))]
+    (change,) = judge_upgrade(pairs, schedule, Thresholds())
+    assert change.verdict is expected, change.why
+    assert change.n == 12 and change.alpha == pytest.approx(0.01) and change.coverage == pytest.approx(0.98)
+    text = change.describe()
+    assert text.startswith("decode_tps at sweep@64 vs old: ") and "98% CI, N=12 pairs" in text
+    assert "(threshold -5%)" in text
+
+
+def test_alpha_is_split_over_the_sessions_comparisons() -> None:
+    schedule = pair_schedule(4)
+    pairs = [(measurement("new", p, [40.0, 41, 39, 40]), measurement("old", p, [40.0, 40, 41, 39])) for p in (8, 16)]
+    changes = judge_upgrade(pairs, schedule, Thresholds(), comparisons=2)
+    assert [c.alpha for c in changes] == [0.005, 0.005]
+    assert len(pair_periods(schedule)) == 4
+
+
+def test_mismatched_pairs_are_skipped_with_the_reason() -> None:
+    schedule = pair_schedule(4)
+    (c,) = judge_upgrade([(measurement("new", 8, [40.0, 41, 39]), measurement("old", 8, [40.0, 40, 41, 39]))],
+                         schedule, Thresholds())
+    assert c.verdict is Verdict.SKIPPED and "do not pair up" in c.why
+
+
+def test_upgrade_lines_name_the_change_and_what_differs() -> None:
+    change = PairedChange(config="demo-t1", against="demo", workload="sweep", point=64, metric="decode_tps",
+                          change=-0.2, low=-0.25, high=-0.15, coverage=0.98, n=12, threshold=0.05,
+                          verdict=Verdict.FAIL, why="")
+    up = Upgrade(config="demo-t1", against="demo", schedule=pair_schedule(12), model_loads=3, changes=[change],
+                 fingerprint=["flags changed: -t 2 -> -t 1"])
+    lines = up.lines()
+    assert lines[0] == ("demo-t1 against the deployed 'demo': side by side in ABBA blocks across 1 point(s), "
+                        "3 model loads")
+    assert lines[1] == ("demo-t1: decode_tps at sweep@64 vs demo: -20.0% [-25.0%, -15.0%] (98% CI, N=12 pairs) "
+                        "(threshold -5%): FAIL; changed vs demo: flags changed: -t 2 -> -t 1")
+    assert up.failed
+
+
+def test_against_measures_both_configs_in_abba_blocks_with_three_loads(pytester: pytest.Pytester, server_bin,
+                                                                       tiny_gguf) -> None:
+    """Real llama-server, synthetic GGUF: two points, a candidate and the deployed config.
+
+    Three model loads for the pair (candidate, deployed, candidate), not one per point; the stored
+    run carries the verdict per point with its schedule and the flag that differs.
+    """
+    old = toml_config("deployed", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024"])
+    new = toml_config("candidate", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024", "-b", "512"])
+    new = new.replace("request_timeout = 60 }", "request_timeout = 60, ab_samples = 4 }")
+    pytester.makefile(".toml", specgate=old + new)
+    pytester.makepyfile(textwrap.dedent("""
+        def test_upgrade(specgate_against, specgate_output_len):
+            specgate_against("sweep", specgate_output_len)
+        """))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--specgate-config=candidate",
+                                "--specgate-against=deployed", f"--specgate-results={pytester.path / 'r'}")
+    out = result.stdout.str()
+    assert "candidate: 2 model load(s)" in out and "deployed: 1 model load(s)" in out, out
+    run = json.loads((pytester.path / "r" / "latest.json").read_text())
+    up = run["upgrade"]
+    assert up["config"] == "candidate" and up["against"] == "deployed" and up["model_loads"] == 3
+    assert [s for s, _ in up["schedule"]] == ["A", "B", "B", "A"]
+    assert sorted(c["point"] for c in up["changes"]) == [16, 32]
+    assert all(c["n"] == 4 and c["alpha"] == pytest.approx(0.005) for c in up["changes"])
+    assert "flags changed: added -b 512" in " ".join(up["fingerprint"]) or up["fingerprint"], up["fingerprint"]
+    points = {(m["config"], m["point"]): len(m["samples"]) for m in run["measurements"] if m["variant"] == "against"}
+    assert points == {("candidate", 16): 4, ("candidate", 32): 4, ("deployed", 16): 4, ("deployed", 32): 4}
+
+
+def test_reference_pairs_span_every_point_too(pytester: pytest.Pytester, server_bin, tiny_gguf) -> None:
+    """The speedup A/B (config vs its reference) used to restart servers for every point."""
+    ref = toml_config("plain", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024"])
+    cfg = toml_config("spec", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024", "-b", "512"],
+                      extra='reference = "plain"\n')
+    cfg = cfg.replace('startup_timeout = 60\n', 'startup_timeout = 60\nreference = "plain"\n').replace(
+        'reference = "plain"\n', "", 1) if cfg.count('reference = "plain"') > 1 else cfg
+    pytester.makefile(".toml", specgate=ref + cfg)
+    pytester.makepyfile(textwrap.dedent("""
+        def test_pair(specgate_measure_pair, specgate_output_len):
+            cur, ref = specgate_measure_pair("sweep", specgate_output_len)
+            assert len(cur.samples) == len(ref.samples) == 3
+        """))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--specgate-config=spec",
+                                f"--specgate-results={pytester.path / 'r'}")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "spec: 2 model load(s)" in out and "plain: 1 model load(s)" in out, out
