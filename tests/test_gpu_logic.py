@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -540,7 +541,7 @@ def test_a_foreign_tenant_fails_under_strict(
 
 def test_n_auto_is_one_worker_per_free_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(gpu_module, "_pynvml", FakeNvml([Card(), Card(), Card()]))
-    monkeypatch.setattr(plugin.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
     child = _hold_in_child(tmp_path, "2")  # another run is on GPU 2
     try:
         assert plugin.pytest_xdist_auto_num_workers(None) == 2  # type: ignore[arg-type]
