@@ -25,7 +25,7 @@ from pytest_specgate.errors import SpecgateError
 from pytest_specgate.fingerprint import ConfigFingerprint, Host
 from pytest_specgate.measure.measurement import Measurement, measurement_order
 from pytest_specgate.report.write import write_all
-from pytest_specgate.store import RunResults, load_baseline, run_path, save, save_baseline
+from pytest_specgate.store import RunResults, baseline_path, load_baseline, prune_runs, run_path, save, save_baseline
 from pytest_specgate.verdict.baseline import compare
 from pytest_specgate.verdict.budget import BudgetResult
 
@@ -65,11 +65,15 @@ def build_run(*, measurements: list[Measurement], verdicts: list[BudgetResult], 
 
 
 def finish(run: RunResults, directory: Path, *, save_name: str | None = None, compare_name: str | None = None,
-           confidence: float = 0.95, outcome: Outcome | None = None) -> Outcome:
+           confidence: float = 0.95, outcome: Outcome | None = None, strict: bool = False,
+           keep_runs: int = 0) -> Outcome:
     """Compare with ``compare_name``, store ``run`` (``runs/``, ``latest.json``, ``save_name``), write reports.
 
     ``outcome.failed`` means "fail the run": a baseline FAIL, or a results/baseline file that cannot
-    be read or written. ``outcome`` may arrive with errors already (from xdist workers).
+    be read or written. ``outcome`` may arrive with errors already (from xdist workers). A baseline
+    that does not exist yet is one line naming the command that creates it, not a failure (the first
+    CI run has nothing to compare with); under ``strict`` it fails. Afterwards the runs of this
+    config beyond the newest ``keep_runs`` are pruned (0 keeps all), and the pruning is reported.
     """
     outcome = outcome if outcome is not None else Outcome()
     outcome.failed = outcome.failed or bool(outcome.errors)
@@ -83,6 +87,16 @@ def finish(run: RunResults, directory: Path, *, save_name: str | None = None, co
 
     def compare_baseline() -> None:
         assert compare_name is not None
+        if not baseline_path(directory, compare_name).exists():
+            line = (f"no baseline named {compare_name!r} in {directory / 'baselines'} yet, so nothing was compared. "
+                    f"Create it from a run you trust: specgate baseline promote latest --name {compare_name} "
+                    f"--results-dir {directory}")
+            if strict:
+                outcome.errors.append(line + " (this fails the run under --specgate-strict)")
+                outcome.failed = True
+            else:
+                outcome.baseline.append(line)
+            return
         old = load_baseline(directory, compare_name)
         run.comparison = compare(old, run, run.thresholds, confidence=confidence, name=compare_name)
         outcome.baseline += run.comparison.lines()
@@ -93,12 +107,19 @@ def finish(run: RunResults, directory: Path, *, save_name: str | None = None, co
         outcome.files.append(save_baseline(run, directory, save_name))
         outcome.baseline.append(f"saved this run as baseline {save_name!r}: {outcome.files[-1]}")
 
+    def prune() -> None:
+        gone = prune_runs(directory, run.selected, keep_runs)
+        if gone:
+            outcome.baseline.append(f"pruned {len(gone)} old run(s) of config {run.selected!r}, keeping the newest "
+                                    f"{keep_runs} (specgate_keep_runs): {', '.join(p.name for p in gone)}")
+
     try:
         with locked(directory):
             if compare_name:
                 step(compare_baseline)
             step(lambda: outcome.files.append(save(run, run_path(directory, run.run_id))))
             step(lambda: outcome.files.append(save(run, directory / "latest.json")))
+            step(prune)
             if save_name:
                 step(store_baseline)
             step(lambda: outcome.files.extend(write_all(run, directory)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,12 @@ OPTIONS: list[tuple[str, str, Literal["string"]]] = [
     ("file", "path to specgate.toml (default: specgate.toml or [tool.specgate] in pyproject.toml, searched upward)",
      "string"),
     ("samples", "override N samples per point (disables adaptive sampling)", "string"),
-    ("results", "directory for results, baselines and reports (default .specgate)", "string"),
+    ("results-dir", "directory for results, baselines and reports, e.g. on a CI runner's disk outside the checkout "
+     "(default: $SPECGATE_RESULTS_DIR, else .specgate); --specgate-results is an alias", "string"),
+    ("keep-runs", "stored runs kept per config in <results-dir>/runs; older ones are pruned (default 20, 0 keeps all)",
+     "string"),
+    ("snapshot-dir", "directory of the per-config tool-call snapshots (default: snapshots/ beside each suite file); "
+     "set it when running the installed suites with --pyargs", "string"),
     ("baseline-save", "save this run's results as the named baseline", "string"),
     ("baseline-compare", "compare this run against the named baseline and fail on regressions", "string"),
     ("against", "the deployed config (old binary/GGUF/flags): measured side by side with the selected one in this "
@@ -23,12 +29,18 @@ OPTIONS: list[tuple[str, str, Literal["string"]]] = [
      "also with -v)", "string"),
 ]
 
+#: older spellings kept working
+ALIASES = {"results-dir": ("--specgate-results",)}
+#: where the results go when neither the option nor the ini key says (a CI runner sets it once)
+RESULTS_ENV = "SPECGATE_RESULTS_DIR"
+DEFAULT_KEEP_RUNS = 20
+
 
 def addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("specgate", "llama-server serving-config gate (pytest-specgate)")
     for name, help_, kind in OPTIONS:
         dest = "specgate_" + name.replace("-", "_")
-        group.addoption(f"--specgate-{name}", dest=dest, default=None, help=help_)
+        group.addoption(f"--specgate-{name}", *ALIASES.get(name, ()), dest=dest, default=None, help=help_)
         parser.addini(dest, help=help_, type=kind, default="")
     group.addoption("--specgate-quick", dest="specgate_quick", action="store_true", default=False,
                     help="quick mode: the quick sweep points, quick_samples each (also on when every collected "
@@ -51,6 +63,8 @@ class Options:
     quick: bool
     baseline_save: str | None = None
     baseline_compare: str | None = None
+    keep_runs: int = DEFAULT_KEEP_RUNS
+    snapshot_dir: str | None = None
     #: the deployed config for the upgrade verdict (``--specgate-against``)
     against: str | None = None
     #: the terminal table: "key" rows only, or "all"
@@ -65,16 +79,47 @@ class Options:
         samples = get("samples")
         return cls(config=get("config"), file=get("file"), strict=bool(config.getoption("specgate_strict")),
                    samples=int(samples) if samples else None,
-                   results_dir=get("results") or ".specgate", rootdir=Path(config.rootpath),
+                   results_dir=_results_dir(config), rootdir=Path(config.rootpath),
+                   keep_runs=_keep_runs(get("keep_runs")), snapshot_dir=get("snapshot_dir"),
                    quick=bool(config.getoption("specgate_quick")),
                    baseline_save=get("baseline_save"), baseline_compare=get("baseline_compare"),
                    against=get("against"), table=_table(get("table"), config.getoption("verbose", 0) or 0))
 
     @property
     def results_path(self) -> Path:
-        """``--specgate-results`` as an absolute path (relative ones are under the rootdir)."""
+        """``--specgate-results-dir`` as an absolute path (relative ones are under the rootdir)."""
         path = Path(self.results_dir).expanduser()
         return path if path.is_absolute() else self.rootdir / path
+
+    @property
+    def snapshot_root(self) -> str:
+        """``--specgate-snapshot-dir`` as an absolute path, or "" for ``snapshots/`` beside each suite file."""
+        if not self.snapshot_dir:
+            return ""
+        path = Path(self.snapshot_dir).expanduser()
+        return str(path if path.is_absolute() else self.rootdir / path)
+
+
+def _results_dir(config: pytest.Config) -> str:
+    """CLI, then ``$SPECGATE_RESULTS_DIR`` (a runner-wide setting beats a repository default), then the ini key."""
+    cli = config.getoption("specgate_results_dir")
+    if cli:
+        return str(cli)
+    env = os.environ.get(RESULTS_ENV, "").strip()
+    return env or str(config.getini("specgate_results_dir") or ".specgate")
+
+
+def _keep_runs(raw: Any) -> int:
+    if raw is None:
+        return DEFAULT_KEEP_RUNS
+    try:
+        n = int(str(raw).strip())
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise pytest.UsageError(f"specgate_keep_runs {raw!r} is not a whole number >= 0. "
+                                f"Fix: pass e.g. --specgate-keep-runs=20 (0 keeps every run).")
+    return n
 
 def _table(raw: Any, verbose: int) -> str:
     """``--specgate-table``: ``key`` (default) or ``all``; ``-v`` means ``all`` unless the option says otherwise."""

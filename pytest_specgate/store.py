@@ -6,8 +6,9 @@ stores, next to its samples and verdicts, a fingerprint per config (binary sha25
 the server's ``build_info``, the GGUF's sha256 and header facts, the effective argv, the env keys)
 and the host. A baseline comparison can then say *what changed*, not only *that* something did.
 
-Files (under ``--specgate-results``, default ``.specgate``): ``runs/<timestamp>-<config>.json`` per
-run, ``latest.json``, ``baselines/<name>.json`` and the reports. Every write is atomic (temp file in
+Files (under ``--specgate-results-dir`` or ``$SPECGATE_RESULTS_DIR``, default ``.specgate``):
+``runs/<timestamp>-<config>.json`` per run (the last ``specgate_keep_runs`` per config are kept),
+``latest.json``, ``baselines/<name>.json`` and the reports. Every write is atomic (temp file in
 the same directory + ``os.replace``) under a file lock, and a file we cannot read is never
 overwritten: it is reported with its path and the fix, because it may be someone's only baseline.
 Nothing here compares, renders or knows about pytest: finish.py runs the session's finish.
@@ -30,10 +31,9 @@ from pytest_specgate.fingerprint import ConfigFingerprint, Host
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.verdict.baseline import Comparison
 from pytest_specgate.verdict.budget import BudgetResult, NoBudget, Unjudged
-from pytest_specgate.verdict.upgrade import Upgrade
 
-__all__ = ["SCHEMA_VERSION", "RunResults", "baseline_path", "load", "load_baseline", "run_path", "save",
-           "save_baseline"]
+__all__ = ["SCHEMA_VERSION", "BaselineInfo", "RunResults", "baseline_path", "list_baselines", "load", "load_baseline",
+           "promote", "prune_runs", "resolve_run", "run_path", "save", "save_baseline"]
 
 SCHEMA_VERSION: Literal[1] = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -62,8 +62,6 @@ class RunResults(_Model):
     #: the thresholds in force, so `specgate compare` judges stored runs without the config file
     thresholds: Thresholds = Field(default_factory=Thresholds)
     comparison: Comparison | None = None
-    #: the upgrade verdict: this config against the deployed one, side by side (``--specgate-against``)
-    upgrade: Upgrade | None = None
     #: budgets of the selected config this run did not judge, with why (``--specgate-strict`` fails on them)
     unjudged: list[Unjudged] = Field(default_factory=list)
     #: points measured and checked with no budget: "measured, no budget", never a pass of the gate
@@ -181,3 +179,84 @@ def load_baseline(results_dir: Path, name: str) -> RunResults:
             f"Fix: create it with --specgate-baseline-save {name} on a run you trust."
         )
     return load(path)
+
+class BaselineInfo(_Model):
+    """One named baseline as ``specgate baseline list`` shows it."""
+
+    name: str
+    path: Path
+    run_id: str
+    selected: str
+    started: datetime
+    quick: bool
+
+
+def list_baselines(results_dir: Path) -> list[BaselineInfo]:
+    """Every ``baselines/<name>.json``, by name; an unreadable one raises with its path and the fix."""
+    out = []
+    for path in sorted((results_dir / "baselines").glob("*.json")):
+        run = load(path)
+        out.append(BaselineInfo(name=path.stem, path=path, run_id=run.run_id, selected=run.selected,
+                                started=run.started, quick=run.quick))
+    return out
+
+
+def resolve_run(results_dir: Path, ref: str) -> Path:
+    """A stored run named by ``latest``, a run id (``runs/<id>.json``) or a path to a results file."""
+    if ref == "latest":
+        path = results_dir / "latest.json"
+    elif (results_dir / "runs" / f"{ref}.json").is_file():
+        path = results_dir / "runs" / f"{ref}.json"
+    else:
+        path = Path(ref).expanduser()
+    if not path.is_file():
+        ids = sorted(p.stem for p in (results_dir / "runs").glob("*.json"))[-5:]
+        known = f"newest: {', '.join(ids)}" if ids else "none stored yet: run the suites first"
+        raise ResultsError(f"no stored run {ref!r} in {results_dir} (not 'latest', a run id or a file). "
+                           f"Fix: pass latest, a path, or one of the run ids in {results_dir / 'runs'} ({known}).")
+    return path
+
+
+def promote(results_dir: Path, ref: str, name: str) -> tuple[RunResults, Path]:
+    """Store the run ``ref`` as the named baseline (after a deploy): a copy, so pruning never touches it."""
+    run = load(resolve_run(results_dir, ref))
+    path = baseline_path(results_dir, name)
+    status = str(getattr(run, "status", "complete"))  # runs stored before run status existed were complete
+    measured = any(m.samples or m.extra for m in run.measurements)
+    if status != "complete" or not measured:
+        why = "; ".join(getattr(run, "status_reasons", [])[:1]) or ("it measured nothing" if not measured else status)
+        raise ResultsError(f"baseline {name!r} not promoted: run {run.run_id} is {status if measured else 'empty'} "
+                           f"({why}); {path} keeps its previous content. Fix: promote a complete run "
+                           f"(see {results_dir / 'runs'}).")
+    return run, save_baseline(run, results_dir, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# pruning: the last K runs per config
+
+_RUN_FILE = re.compile(r"^\d{8}T\d{6}Z-(?P<rest>.+)$")
+
+
+def _run_config(stem: str, config: str) -> bool:
+    """Whether ``runs/<stem>.json`` is a run of ``config`` (``<timestamp>-<config>`` or ``...-<config>-<n>``)."""
+    m = _RUN_FILE.match(stem)
+    if m is None:
+        return False
+    rest = m.group("rest")
+    return rest == config or re.fullmatch(re.escape(config) + r"-\d+", rest) is not None
+
+
+def prune_runs(results_dir: Path, config: str, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` runs of ``config`` (``keep`` 0: keep all); returns what went.
+
+    Why: a CI runner stores a run per push, and the store lives outside the workspace so nothing
+    else ever cleans it. Named baselines are copies and are never pruned. The caller holds the lock.
+    """
+    if keep <= 0:
+        return []
+    runs = sorted((p for p in (results_dir / "runs").glob("*.json") if _run_config(p.stem, config)),
+                  key=lambda p: (p.stem[:16], p.stat().st_mtime))
+    doomed = runs[:-keep]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed

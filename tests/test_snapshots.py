@@ -115,9 +115,11 @@ def test_leak_markers_come_from_the_template(template: str, expected: list[str])
 
 
 @pytest.mark.slow
-def test_shipped_suite_demo_then_another_config_then_demo(pytester: pytest.Pytester, demo_gguf: Path) -> None:
+def test_shipped_suite_demo_then_another_config_then_demo(pytester: pytest.Pytester, demo_gguf: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The real suite on the demo model: demo, a second config recording its own entries, demo again;
     then a speculative config (demo-ngram) compared with demo's entries, read-only."""
+    monkeypatch.setenv("SPECGATE_CACHE", str(demo_gguf.parent.parent))  # pytester moves HOME
     shutil.copy(REPO / "suites" / "test_tool_calls.py", pytester.path)
     shutil.copytree(REPO / "suites" / "snapshots" / "demo", pytester.path / "snapshots" / "demo")
     toml = (REPO / "specgate.toml").read_text() + '\n[configs.demo-c2048]\nextends = "demo"\nargs = ["-c", "2048"]\n'
