@@ -12,6 +12,7 @@ from pytest_specgate import options
 from pytest_specgate.errors import SpecgateError
 from pytest_specgate.finish import Outcome, Remote, finish, merge_worker, worker_payload
 from pytest_specgate.fixtures import (  # noqa: F401  (registered as plugin fixtures)
+    specgate_against,
     specgate_check,
     specgate_client,
     specgate_config,
@@ -25,14 +26,16 @@ from pytest_specgate.fixtures import (  # noqa: F401  (registered as plugin fixt
 )
 from pytest_specgate.measure.measurement import measurement_order
 from pytest_specgate.provision.llama_cpp import existing_builds
+from pytest_specgate.report.banner import banner
 from pytest_specgate.report.rows import rows_for
 from pytest_specgate.report.terminal import TerminalSummary, terminal
 from pytest_specgate.server.gpu import gpu_indices
 from pytest_specgate.server.gpu_lock import DeviceLock
-from pytest_specgate.session import Session, outcome_key, remote_key, session_key
+from pytest_specgate.session import Session, outcome_key, remote_key, run_key, session_key
 
 #: fixtures whose use means "this run needs a llama-server": preflight runs before the first test
-SERVER_FIXTURES = {"specgate_server", "specgate_client", "specgate_measure", "specgate_measure_pair", "specgate_memory"}
+SERVER_FIXTURES = {"specgate_server", "specgate_client", "specgate_measure", "specgate_measure_pair", "specgate_memory",
+                   "specgate_against"}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -89,6 +92,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     config.stash[session_key].collected_quick = bool(gated) and all(i.get_closest_marker("quick") for i in gated)
     if config.option.collectonly or not gated:
         return
+    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in items]
+    points = sorted({p["specgate_output_len"] for p in params if "specgate_output_len" in p})
+    config.stash[session_key].sweep_points = points or None  # A/B blocks span exactly the collected points
     try:
         config.stash[session_key].preflight_selected()
     except SpecgateError as e:
@@ -99,7 +105,7 @@ def summary(state: Session, outcome: Outcome | None) -> TerminalSummary:
     """The plain data the terminal summary prints."""
     measured = sorted(state.measurements.values(), key=measurement_order)
     return TerminalSummary(
-        rows=rows_for(measured, state.verdicts),
+        rows=rows_for(measured, state.verdicts, key_only=state.options.table != "all"),
         load_seconds=dict(state.pool.load_seconds) if state.pool is not None else {},
         skipped=[r.message for r in state.verdicts if r.verdict.value == "skipped"],
         notes=list(state.notes),
@@ -112,7 +118,13 @@ def summary(state: Session, outcome: Outcome | None) -> TerminalSummary:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[session_key]
     if state.pool is not None or state.measurements or state.verdicts:
-        terminal(summary(state, config.stash.get(outcome_key, None)), terminalreporter)
+        outcome = config.stash.get(outcome_key, None)
+        data = summary(state, outcome)
+        run = config.stash.get(run_key, None)
+        if run is not None:  # the stored run's verdict, the same banner as report.md and report.html
+            data.banner = banner(run, strict=state.options.strict, errors=outcome.errors if outcome else [])
+            data.upgrade = run.upgrade.lines() if run.upgrade is not None else []
+        terminal(data, terminalreporter)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -134,6 +146,7 @@ def _finish(state: Session, config: pytest.Config) -> Outcome:
     if state.options.strict and run.unjudged:  # an unjudged budget is a silent pass; strict refuses it
         outcome.failed = True
         outcome.errors += [f"{u.message}: fails the run under --specgate-strict" for u in run.unjudged]
+    config.stash[run_key] = run  # the terminal summary renders the stored run
     opts = state.options
     return finish(run, opts.results_path, save_name=opts.baseline_save, compare_name=opts.baseline_compare,
                   confidence=state.confidence(), outcome=outcome, strict=opts.strict, keep_runs=opts.keep_runs)

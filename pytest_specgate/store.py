@@ -31,6 +31,7 @@ from pytest_specgate.fingerprint import ConfigFingerprint, Host
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.verdict.baseline import Comparison
 from pytest_specgate.verdict.budget import BudgetResult, NoBudget, Unjudged
+from pytest_specgate.verdict.upgrade import Upgrade
 
 __all__ = ["SCHEMA_VERSION", "BaselineInfo", "RunResults", "baseline_path", "list_baselines", "load", "load_baseline",
            "promote", "prune_runs", "resolve_run", "run_path", "save", "save_baseline"]
@@ -62,6 +63,8 @@ class RunResults(_Model):
     #: the thresholds in force, so `specgate compare` judges stored runs without the config file
     thresholds: Thresholds = Field(default_factory=Thresholds)
     comparison: Comparison | None = None
+    #: the upgrade verdict: this config against the deployed one, side by side (``--specgate-against``)
+    upgrade: Upgrade | None = None
     #: budgets of the selected config this run did not judge, with why (``--specgate-strict`` fails on them)
     unjudged: list[Unjudged] = Field(default_factory=list)
     #: points measured and checked with no budget: "measured, no budget", never a pass of the gate

@@ -14,12 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, toml_config
+from pytest_specgate import plugin
 from pytest_specgate.config import load as load_config
 from pytest_specgate.errors import PreflightError, ServerError, SpecgateConfigError
 from pytest_specgate.measure.roofline import parse_footprint, roofline
@@ -532,3 +534,21 @@ def test_a_foreign_tenant_fails_under_strict(
     result = _gpu_run(pytester, monkeypatch, server_bin, tiny_gguf, "--specgate-strict")
     result.assert_outcomes(errors=1)  # the fixture that hands out the server fails: nothing is measured
     assert "specgate: config t: other processes share the measured GPU(s) (GPU 0: PID(s) 777)" in result.stdout.str()
+
+
+# ---- xdist on several GPUs ----
+
+
+def test_n_auto_is_one_worker_per_free_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(gpu_module, "_pynvml", FakeNvml([Card(), Card(), Card()]))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    child = _hold_in_child(tmp_path, "2")  # another run is on GPU 2
+    try:
+        assert plugin.pytest_xdist_auto_num_workers(None) == 2  # type: ignore[arg-type]
+    finally:
+        child.kill()
+        child.wait()
+    assert gpu_module.worker_gpu_candidates("gw1") == ["1", "2", "0"]  # its own GPU first, then the others
+    assert gpu_module.worker_gpu_candidates(None) is None
+    monkeypatch.setattr(gpu_module, "_pynvml", None)
+    assert plugin.pytest_xdist_auto_num_workers(None) is None  # type: ignore[arg-type]  # no GPU: xdist's default
