@@ -212,6 +212,9 @@ def resolve_run(results_dir: Path, ref: str) -> Path:
         path = results_dir / "runs" / f"{ref}.json"
     else:
         path = Path(ref).expanduser()
+    if not path.is_file() and ref == "latest":
+        raise ResultsError(f"no latest.json in {results_dir}: no run was stored there yet. Fix: run the suites with "
+                           f"--specgate-results-dir {results_dir} first, or pass a run id or a results file.")
     if not path.is_file():
         ids = sorted(p.stem for p in (results_dir / "runs").glob("*.json"))[-5:]
         known = f"newest: {', '.join(ids)}" if ids else "none stored yet: run the suites first"
