@@ -30,6 +30,7 @@ MetricName = Literal[
     "prompt_tps",
     "wall_ms",
     "reasoning_share",
+    "reasoning_tokens",
     "cache_reuse",
     "prefix_reuse",
     "prefill_speedup",
@@ -171,6 +172,9 @@ class RawConfig(_Strict):
     startup_timeout: float | None = None
     workloads: dict[str, object] | None = None
     budgets: list[Budget] | None = None
+    #: false: start from no budgets instead of the parent's (a CPU twin of a GPU config runs its flags exactly,
+    #: but its tok/s and VRAM budgets describe another machine and model)
+    inherit_budgets: bool | None = None
     expect_speculative: bool | None = None
     expect_tool_calls: bool | None = None
     request_extras: dict[str, Any] | None = None
@@ -508,9 +512,9 @@ def _resolve(name: str, raws: dict[str, RawConfig], path: Path, prefix: str,
         parent = _resolve(raw.extends, raws, path, prefix, (*seen, name))
         merged = parent.model_dump(exclude={"name", "source", "workloads", "budgets", "description"})
         merged["workloads"] = parent.workloads.model_dump(exclude_unset=True)
-        merged["budgets"] = list(parent.budgets)
+        merged["budgets"] = list(parent.budgets) if raw.inherit_budgets is not False else []
     own = raw.model_dump(exclude_none=True, exclude={"extends", "args", "args_remove", "env", "workloads", "budgets",
-                                                     "request_extras"})
+                                                     "request_extras", "inherit_budgets"})
     merged.update(own)
     merged["args"] = merge_args(list(merged.get("args", [])), raw.args or [], raw.args_remove or [])
     merged["env"] = {**merged.get("env", {}), **(raw.env or {})}

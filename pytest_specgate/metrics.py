@@ -55,6 +55,8 @@ _TABLE = (
     Metric("prompt_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
     Metric("wall_ms", "ms", False, per_sample=True, workloads=_MEASURED),
     Metric("reasoning_share", "", False, per_sample=True, workloads=_MEASURED),
+    # every response must stay within --reasoning-budget, so each sample is judged as read (no median)
+    Metric("reasoning_tokens", "tok", False, per_sample=True, workloads=_MEASURED, exact=True),
     Metric("cache_reuse", "", True, per_sample=True, workloads=(*_MEASURED, "cache-reuse")),
     Metric("prefix_reuse", "", True, workloads=("cache-reuse",)),
     Metric("prefill_speedup", "x", True, workloads=("cache-reuse",)),

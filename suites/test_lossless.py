@@ -47,10 +47,16 @@ def test_lossless_probe(workload, probe, specgate_gate, specgate_config, specgat
     print(f"{specgate_config.name} vs {specgate_reference.name}, {workload}: match {result.match_rate:.0%} "
           f"of {result.n}, drift chars {result.drift_chars}, first divergence {result.first_divergence} "
           f"(reference lengths {result.reference_chars})")
-    if workload == "tool-call":
-        assert all(o for o in result.reference_tool_calls), \
-            "the reference produced no tool call: check the chat template"
-        assert not result.tool_shape_mismatches, (
-            "tool-call name, argument keys or JSON shape differ from the reference:\n"
-            + "\n".join(result.tool_shape_mismatches))
     specgate_check(m)  # the config's exact_match / drift_chars / first_divergence budgets, if any
+    if workload != "tool-call":
+        return
+    if not specgate_config.expect_tool_calls and not all(result.reference_tool_calls):
+        # the probe ran and its figures are recorded above; only the schema comparison has nothing to compare
+        made = sum(map(bool, result.reference_tool_calls))
+        pytest.skip(f"tool-call schema check: {specgate_reference.name} made {made} "
+                    f"tool call(s) in {result.n} probes and {specgate_config.name} sets expect_tool_calls = false "
+                    f"(a model that does not call tools on demand, e.g. random weights)")
+    assert all(result.reference_tool_calls), "the reference produced no tool call: check the chat template"
+    assert not result.tool_shape_mismatches, (
+        "tool-call name, argument keys or JSON shape differ from the reference:\n"
+        + "\n".join(result.tool_shape_mismatches))

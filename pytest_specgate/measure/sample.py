@@ -61,6 +61,11 @@ class Sample(BaseModel):
     finish_reason: str | None = None
     content: str = ""
     reasoning_content: str = ""
+    #: streamed chunks that carried reasoning text: llama-server sends one per generated token
+    #: (``send_partial_response`` in tools/server/server-context.cpp), except where it holds back a partial
+    #: UTF-8 sequence or a possible ``</think>`` prefix, which joins the next chunk; so a count that can
+    #: only fall short of the tokens, never exceed them
+    reasoning_chunks: int | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     raw_message: dict[str, Any] | None = None
     #: 1 + accepted drafts per verification step, from the server log (no API field carries it)
@@ -103,6 +108,16 @@ class Sample(BaseModel):
     def acceptance(self) -> float | None:
         t = self.timings
         return t.draft_n_accepted / t.draft_n if t.draft_n else None
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        """Reasoning tokens of a streamed response (its reasoning chunks); None for a non-streamed one.
+
+        The budget this backs (``--reasoning-budget 256``: at most 256 plus the closing tag) is a ceiling, and
+        the count never exceeds the true number, so a build that stops honouring the flag (its reasoning then
+        runs to the output length) fails it; an overrun of a token or two hidden in a joined chunk could pass.
+        """
+        return self.reasoning_chunks if self.stream else None
 
     @property
     def reasoning_share(self) -> float:

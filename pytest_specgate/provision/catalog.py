@@ -26,7 +26,9 @@ from pytest_specgate.provision.llama_cpp import (
 from pytest_specgate.provision.models import (
     DEMO_MODEL_NAME,
     DEMO_MODEL_SHA256,
+    SPECULATIVE_MODELS,
     demo_model,
+    speculative_model,
     synthetic_is_current,
     synthetic_model,
     verified,
@@ -130,6 +132,15 @@ def provision_all(
     synth = synthetic_model(log=log)
     result["synthetic_model"] = {"reused": reused, "seconds": round(time.monotonic() - start, 3), "path": str(synth)}
 
+    for name in SPECULATIVE_MODELS:
+        # the writers keep a current file untouched, so an unchanged mtime means it was reused
+        path = models / f"synthetic-{name}.gguf"
+        before = path.stat().st_mtime_ns if path.is_file() else None
+        start = time.monotonic()
+        path = speculative_model(name, log)
+        result[f"synthetic:{name}"] = {"reused": before == path.stat().st_mtime_ns,
+                                       "seconds": round(time.monotonic() - start, 3), "path": str(path)}
+
     for name in shapes:
         reused = _shape_is_current(shape_model_path(name), table[name])
         start = time.monotonic()
@@ -174,9 +185,11 @@ def provisioned_path(name: str, *, where: str) -> Path:
         if not verified(path, DEMO_MODEL_SHA256):
             raise PreflightError(f"{where} = 'provisioned:{name}': the demo model {path} is missing or damaged. {fix}.")
         return path
+    if name in SPECULATIVE_MODELS:
+        return speculative_model(name, log=lambda *_: None)
     if name.startswith("synthetic-"):
         return synthetic_model(name.removeprefix("synthetic-"), log=lambda *_: None)
-    known = ", ".join([*BUILD_TARGETS, "gemma3-270m", "synthetic-tiny", "shape:<name>"])
+    known = ", ".join([*BUILD_TARGETS, "gemma3-270m", "synthetic-tiny", *SPECULATIVE_MODELS, "shape:<name>"])
     raise PreflightError(f"{where} = 'provisioned:{name}': unknown name. Fix: use one of {known}.")
 
 

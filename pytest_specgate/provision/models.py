@@ -13,16 +13,21 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_specgate._files import announced_lock, publish, sha256_file, write_atomic
 from pytest_specgate.errors import PreflightError
 from pytest_specgate.provision.cache import Log, cache_dir, tool_chat_template
+from pytest_specgate.provision.qwen35 import TINY_QWEN35, chat_template, write_dflash_drafter, write_qwen35_mtp
+from pytest_specgate.provision.shapes import write_shaped
 
 __all__ = [
     "DEMO_MODEL_NAME",
     "DEMO_MODEL_SHA256",
+    "SPECULATIVE_MODELS",
     "demo_model",
+    "speculative_model",
     "synthetic_is_current",
     "synthetic_model",
     "verified",
@@ -222,3 +227,36 @@ def synthetic_model(name: str = "tiny", *, nextn_layers: int = 0, log: Log = pri
         finally:
             Path(tmp_name).unlink(missing_ok=True)
         return target
+
+
+# ---------------------------------------------------------------------------------------------
+# the production architecture at toy size (provision/qwen35.py): what the ci-* configs serve
+
+
+def _qwen35_no_mtp(path: Path) -> Path:
+    """The qwen35 target without its NextN block: ``--spec-type draft-mtp`` must be refused on it."""
+    shape = TINY_QWEN35.model_copy(update={"name": "tiny-qwen35-no-mtp", "nextn_layers": 0})
+    return write_shaped(path, shape, chat_template=chat_template())
+
+
+#: ``provisioned:NAME`` -> writer of the tiny production-architecture GGUFs. All three share one vocabulary
+#: and template; each writer skips a file whose recipe stamp (``specgate.synthetic.recipe``, which
+#: carries ``shapes.RECIPE_VERSION``) is current and rewrites a stale one.
+SPECULATIVE_MODELS: dict[str, Callable[[Path], Path]] = {
+    "qwen35-mtp": write_qwen35_mtp,
+    "qwen35-no-mtp": _qwen35_no_mtp,
+    "dflash-drafter": write_dflash_drafter,
+}
+
+
+def speculative_model(name: str, log: Log = print) -> Path:
+    """``provisioned:qwen35-mtp`` (target with MTP heads), ``qwen35-no-mtp`` or ``dflash-drafter``.
+
+    Written in well under a second on first use (no download), under a lock so two xdist workers do
+    not write it twice; the writers publish with a temp file and ``os.replace``, so a server started
+    by another run never sees a half-written file.
+    """
+    models = cache_dir() / "models"
+    target = models / f"synthetic-{name}.gguf"
+    with announced_lock(models / f"synthetic-{name}.lock", log, f"synthetic model {name}"):
+        return SPECULATIVE_MODELS[name](target)

@@ -229,7 +229,7 @@ class Client:
                         content.append(delta["content"])
                         visible = True
                     if delta.get("reasoning_content"):
-                        reasoning.append(delta["reasoning_content"])
+                        reasoning.append(delta["reasoning_content"])  # one chunk per reasoning token
                         visible = True
                     for tc in delta.get("tool_calls") or []:
                         visible = True
@@ -253,5 +253,5 @@ class Client:
             n_events=n_events, timings=Timings.model_validate(timings),
             prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
             finish_reason=finish, content="".join(content), reasoning_content="".join(reasoning),
-            tool_calls=[calls[i] for i in sorted(calls)], **meta,
+            reasoning_chunks=len(reasoning), tool_calls=[calls[i] for i in sorted(calls)], **meta,
         )
