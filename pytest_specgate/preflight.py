@@ -24,6 +24,7 @@ from pytest_specgate.config import ServingConfig, expand, flag_values, group_arg
 from pytest_specgate.errors import PreflightError, SpecgateError
 from pytest_specgate.gguf_header import NotGGUF, read_header
 from pytest_specgate.provision.catalog import provisioned_path
+from pytest_specgate.provision.qwen35 import dflash_pair_problem
 
 #: flags the plugin sets itself; a config must not (it would break port allocation or the model swap)
 RESERVED = {"-m", "--model", "--port", "--host", "-hf", "--hf-repo", "-mu", "--model-url", "--log-file",
@@ -278,7 +279,36 @@ def check_model(cfg: ServingConfig, facts: ModelFacts) -> list[str]:
             f"llama-server would exit with 'failed to create MTP context'. "
             f"Fix: use the MTP variant of the GGUF (e.g. *-mtp.gguf) or pass an MTP head with -md."
         ]
+    if "draft-dflash" in spec_types and not has_draft:
+        return [
+            f"{cfg.source}: [configs.{cfg.name}] uses --spec-type draft-dflash without a drafter model (-md); "
+            f"llama-server then serves without drafting a single token and says nothing "
+            f"(common/speculative.cpp enables draft-dflash only when a draft context exists). "
+            f"Fix: add \"-md\", \"/path/to/dflash-drafter.gguf\" to args (the drafter trained for {facts.path})."
+        ]
     return []
+
+
+_DRAFT_FLAGS = ("-md", "--model-draft", "--spec-draft-model")
+
+
+def check_drafter(cfg: ServingConfig, model: Path, args: list[str]) -> list[str]:
+    """A DFlash drafter must match its target (hidden size, layers it reads, vocabulary), read from both headers.
+
+    The pinned build compares vocabularies only for draft-simple (``common_speculative_are_compatible`` in
+    common/speculative.cpp); a DFlash drafter borrows the target's embeddings, so a mismatch serves /health and
+    then aborts on the first request (a GGML_ASSERT in ggml-cpu/ops.cpp) instead of refusing to load.
+    """
+    spec_types = {t for v in flag_values(args, "--spec-type") for t in v.split(",")}
+    drafts = [v for f in _DRAFT_FLAGS for v in flag_values(args, f)]
+    if "draft-dflash" not in spec_types or not drafts:
+        return []
+    drafter = Path(drafts[-1])
+    if not drafter.is_file():
+        return [f"{cfg.source}: [configs.{cfg.name}] args: the draft model {drafter} does not exist. "
+                f"Fix: point -md at the DFlash drafter GGUF."]
+    problem = dflash_pair_problem(model, drafter)
+    return [f"{cfg.source}: [configs.{cfg.name}] {problem}."] if problem else []
 
 
 # ------------------------------------------------------------------------------------------------
@@ -349,6 +379,7 @@ def run(cfg: ServingConfig) -> Resolved:
         facts = model_facts(model)
         problems += check_model(cfg, facts)
         args = [resolve_arg(cfg, a) for a in cfg.args]
+        problems += check_drafter(cfg, model, args)
         tpl = template_path(cfg)
     except SpecgateError as e:
         problems.append(str(e))
