@@ -8,6 +8,7 @@ installed ones, from a directory outside the repository; the dependencies come f
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -111,3 +112,17 @@ def test_installed_tool_call_suite_runs_on_the_demo_model(installed: Path, tmp_p
     own = in_scratch(installed, tmp_path, *base, "--specgate-snapshot-dir=snaps", "--snapshot-update", timeout=900)
     assert own.returncode == 0
     assert (tmp_path / "snaps" / "demo" / "test_tool_calls.ambr").is_file()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js not installed")
+def test_starter_workflow_lints_clean(tmp_path: Path) -> None:
+    """The workflow `specgate init` writes passes the same actionlint as this repository's workflows."""
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(REPO / ".github" / "actionlint.yaml", tmp_path / ".github" / "actionlint.yaml")
+    shutil.copy(REPO / "pytest_specgate" / "data" / "starter-workflow.yml", tmp_path / ".github" / "workflows")
+    (tmp_path / ".ci").mkdir()
+    shutil.copy2(REPO / ".ci" / "actionlint", tmp_path / ".ci" / "actionlint")
+    env = {**os.environ, "SPECGATE_ACTIONLINT_DIR": str(REPO / ".cache" / "actionlint")}
+    done = subprocess.run(["bash", str(tmp_path / ".ci" / "actionlint")], capture_output=True, text=True, env=env,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
