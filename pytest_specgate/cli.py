@@ -19,7 +19,7 @@ from pytest_specgate.errors import SpecgateError
 from pytest_specgate.options import RESULTS_ENV
 from pytest_specgate.provision.catalog import add_provision_arguments, provision_from_args
 from pytest_specgate.report.write import write_all
-from pytest_specgate.store import list_baselines, load, promote
+from pytest_specgate.store import list_baselines, load, promote, recent_runs
 from pytest_specgate.verdict.baseline import compare
 
 _DATA = Path(__file__).parent / "data"
@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
         elif args.cmd == "compare":
             old, new = load(args.old), load(args.new)
-            comparison = compare(old, new, new.thresholds, confidence=args.confidence, name=str(args.old))
+            # the trend needs the stored runs beside OLD (<results>/baselines/x.json or <results>/runs/x.json)
+            home = args.old.resolve().parent
+            results = home.parent if home.name in ("baselines", "runs") else home
+            comparison = compare(old, new, new.thresholds, confidence=args.confidence, name=str(args.old),
+                                 history=[r for r in recent_runs(results) if r.run_id != new.run_id])
             print("\n".join(comparison.lines(verbose=True)))
             return 1 if comparison.failed else 0
         elif args.cmd == "baseline" and args.action == "promote":

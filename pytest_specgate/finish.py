@@ -25,7 +25,16 @@ from pytest_specgate.errors import SpecgateError
 from pytest_specgate.fingerprint import ConfigFingerprint, Host
 from pytest_specgate.measure.measurement import Measurement, measurement_order
 from pytest_specgate.report.write import write_all
-from pytest_specgate.store import RunResults, baseline_path, load_baseline, prune_runs, run_path, save, save_baseline
+from pytest_specgate.store import (
+    RunResults,
+    baseline_path,
+    load_baseline,
+    prune_runs,
+    recent_runs,
+    run_path,
+    save,
+    save_baseline,
+)
 from pytest_specgate.verdict.baseline import compare
 from pytest_specgate.verdict.budget import BudgetResult
 
@@ -98,7 +107,8 @@ def finish(run: RunResults, directory: Path, *, save_name: str | None = None, co
                 outcome.baseline.append(line)
             return
         old = load_baseline(directory, compare_name)
-        run.comparison = compare(old, run, run.thresholds, confidence=confidence, name=compare_name)
+        run.comparison = compare(old, run, run.thresholds, confidence=confidence, name=compare_name,
+                                 history=recent_runs(directory))
         outcome.baseline += run.comparison.lines()
         outcome.failed |= run.comparison.failed
 

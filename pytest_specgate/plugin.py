@@ -32,6 +32,7 @@ from pytest_specgate.report.terminal import TerminalSummary, terminal
 from pytest_specgate.server.gpu import gpu_indices
 from pytest_specgate.server.gpu_lock import DeviceLock
 from pytest_specgate.session import Session, outcome_key, remote_key, run_key, session_key
+from pytest_specgate.store import RunResults
 
 #: fixtures whose use means "this run needs a llama-server": preflight runs before the first test
 SERVER_FIXTURES = {"specgate_server", "specgate_client", "specgate_measure", "specgate_measure_pair", "specgate_memory",
@@ -150,6 +151,14 @@ def _finish(state: Session, config: pytest.Config) -> Outcome:
     opts = state.options
     return finish(run, opts.results_path, save_name=opts.baseline_save, compare_name=opts.baseline_compare,
                   confidence=state.confidence(), outcome=outcome, strict=opts.strict, keep_runs=opts.keep_runs)
+
+
+def _strict_comparison(run: RunResults, outcome: Outcome, strict: bool) -> Outcome:
+    """Under --specgate-strict a baseline comparison that cannot tell, or a config it cannot judge, fails."""
+    if strict and run.comparison is not None and (undecided := run.comparison.undecided()):
+        outcome.failed = True
+        outcome.errors += [f"baseline comparison: {u}: fails the run under --specgate-strict" for u in undecided]
+    return outcome
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -162,6 +162,7 @@ def run_path(directory: Path, run_id: str) -> Path:
 
 
 def baseline_path(results_dir: Path, name: str) -> Path:
+    name = name.partition(":")[0]  # NAME:CONFIG compares through the baseline's CONFIG (verdict/baseline.py)
     if not _NAME.match(name):
         raise ResultsError(f"baseline name {name!r} is not usable as a file name. "
                            f"Fix: use letters, digits, '.', '_' and '-' only (e.g. main, v1.2).")
@@ -266,3 +267,18 @@ def prune_runs(results_dir: Path, config: str, keep: int) -> list[Path]:
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed
+
+def recent_runs(results_dir: Path, limit: int = 50) -> list[RunResults]:
+    """The newest ``limit`` stored runs (any config), oldest first, for the baseline comparison's trend.
+
+    A run that cannot be read is left out (it is reported when someone loads it by name): a trend
+    needs the spread of the readable ones, and one damaged file must not stop the comparison.
+    """
+    paths = sorted((results_dir / "runs").glob("*.json"), key=lambda p: p.stem)[-limit:] if limit > 0 else []
+    out = []
+    for path in paths:
+        try:
+            out.append(load(path))
+        except ResultsError:
+            continue
+    return out

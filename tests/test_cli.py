@@ -25,13 +25,23 @@ def test_cli_report_rerenders(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (tmp_path / "runs" / "report.html").exists()
 
 
+def stored_history(results: Path) -> None:
+    """Three earlier runs of the baseline's config in <results>/runs: the trend's run-to-run spread."""
+    for i, d in enumerate((-0.01, 0.0, 0.01)):
+        run = make_run({256: rates(40.0 * (1 + d), seed=20 + i)}).model_copy(update={"run_id": f"r{i}"})
+        save(run, results / "runs" / f"r{i}.json")
+
+
 def test_cli_compare_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    old = save(make_run({256: rates(40.0)}), tmp_path / "old.json")
+    old = save(make_run({256: rates(40.0)}), tmp_path / "baselines" / "old.json")
     same = save(make_run({256: rates(40.0, seed=3)}), tmp_path / "same.json")
     slow = save(make_run({256: rates(20.0, seed=4)}, args=["-t", "1", "-np", "1", "-c", "4096"]),
                         tmp_path / "slow.json")
+    assert cli.main(["compare", str(old), str(slow)]) == 0  # one stored run: cannot tell, never a FAIL
+    assert "cannot tell: 1 stored run(s)" in capsys.readouterr().out
+    stored_history(tmp_path)
     assert cli.main(["compare", str(old), str(same)]) == 0
-    assert ": PASS" in capsys.readouterr().out
+    assert ": FAIL" not in capsys.readouterr().out
     assert cli.main(["compare", str(old), str(slow)]) == 1
     out = capsys.readouterr().out
     assert "decode_tps at sweep@256: -50" in out and "flags changed: -t 2 -> -t 1" in out
@@ -41,7 +51,8 @@ def test_cli_compare_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_cli_compare_as_a_process(tmp_path: Path) -> None:
-    old = save(make_run({256: rates(40.0)}), tmp_path / "old.json")
+    stored_history(tmp_path)
+    old = save(make_run({256: rates(40.0)}), tmp_path / "baselines" / "old.json")
     slow = save(make_run({256: rates(20.0, seed=4)}), tmp_path / "slow.json")
     proc = subprocess.run([sys.executable, "-m", "pytest_specgate.cli", "compare", str(old), str(slow)],
                           capture_output=True, text=True, timeout=120)

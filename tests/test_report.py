@@ -96,10 +96,14 @@ def test_markdown_has_fingerprint_and_table() -> None:
 def test_markdown_includes_the_baseline_comparison() -> None:
     old = make_run({256: rates(40.0)})
     new = make_run({256: rates(20.0, seed=4)}, args=["-t", "1", "-np", "1", "-c", "4096"])
-    new.comparison = compare(old, new, name="main")
+    past = [make_run({256: rates(40.0 * (1 + d), seed=20 + i)}).model_copy(update={"run_id": f"r{i}"})
+            for i, d in enumerate((-0.01, 0.0, 0.01, 0.005))]
+    new.comparison = compare(old, new, name="main", history=past)
     md = report_md.markdown(new)
     assert "## Baseline comparison: main" in md
     assert "| demo | sweep@256 | decode_tps |" in md and "| fail |" in md
+    assert md.splitlines()[2].startswith("## \u274c FAIL: 1 budget(s) judged: 0 failed, 1 passed; 0 unjudged; "
+                                         "baseline 'main': ")
     assert "flags changed: -t 2 -> -t 1" in md
     assert "Baseline comparison: main" in html.render(new)
 
@@ -171,5 +175,5 @@ def test_budget_verdict_shows_on_the_variant_that_was_judged() -> None:
                 check_budget(budgets[1], own.stats("decode_tps")).model_copy(update={"config": "demo-ngram"})]
     body = rows_for([own, ab], verdicts)
     judged = {(r[1], r[2]): r[-1] for r in body}
-    assert judged == {("sweep@256", "decode_tps (tok/s)"): "pass", ("sweep@256 [ab]", "decode_tps (tok/s)"): "no budget",
-                      ("sweep@256 [ab]", "speedup (x)"): "pass"}
+    assert judged == {("sweep@256", "decode_tps (tok/s)"): "pass",
+                      ("sweep@256 [ab]", "decode_tps (tok/s)"): "no budget", ("sweep@256 [ab]", "speedup (x)"): "pass"}

@@ -191,6 +191,8 @@ def test_finish_keeps_errors_it_is_handed(tmp_path: Path) -> None:
 def test_finish_baseline_save_then_regression_fails_and_names_the_flag(tmp_path: Path, cache: Path) -> None:
     assert finish_session(make_session(tmp_path, {256: rates(40.0)}), save_name="main").failed is False
     assert load(tmp_path / "out" / "baselines" / "main.json").configs["demo"].args == DEMO_ARGS
+    for seed in (2, 3):  # two more stored runs of the same config: the trend verdict needs >= 3 for its spread
+        assert finish_session(make_session(tmp_path, {256: rates(40.0, seed=seed)})).failed is False
 
     slow = make_session(tmp_path, {256: rates(20.0, seed=5)}, args=["-t", "1", "-np", "1", "-c", "4096"])
     outcome = finish_session(slow, compare_name="main")
