@@ -11,7 +11,10 @@ Also here: what an xdist worker hands the controller, and how the controller fol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +31,9 @@ from pytest_specgate.report.write import write_all
 from pytest_specgate.store import (
     RunResults,
     baseline_path,
+    baseline_refusal,
+    check_results_dir,
+    incomplete,
     load_baseline,
     prune_runs,
     recent_runs,
@@ -124,19 +130,53 @@ def finish(run: RunResults, directory: Path, *, save_name: str | None = None, co
                                     f"{keep_runs} (specgate_keep_runs): {', '.join(p.name for p in gone)}")
 
     try:
-        with locked(directory):
-            if compare_name:
+        check_results_dir(directory)
+        with locked(directory), _deferred_signals():
+            measured = run.measured()
+            if compare_name and measured:
                 step(compare_baseline)
             step(lambda: outcome.files.append(save(run, run_path(directory, run.run_id))))
-            step(lambda: outcome.files.append(save(run, directory / "latest.json")))
+            if measured:
+                # reports first, latest.json last: a crash between them leaves latest naming the older
+                # run, never reports of one run beside latest of another once both steps ran
+                step(lambda: outcome.files.extend(write_all(run, directory)))
+                step(lambda: outcome.files.append(save(run, directory / "latest.json")))
+            else:
+                why = "" if run.status == "complete" else f" (it {incomplete(run)})"
+                outcome.errors.append(f"this run measured nothing{why}; {directory / 'latest.json'} and the reports "
+                                      f"keep the previous run")
             step(prune)
-            if save_name:
+            if save_name and (refused := baseline_refusal(run, baseline_path(directory, save_name))):
+                outcome.errors.append(refused)
+            elif save_name:
                 step(store_baseline)
-            step(lambda: outcome.files.extend(write_all(run, directory)))
     except (SpecgateError, OSError) as e:
         outcome.errors.append(str(e))
         outcome.failed = True
     return outcome
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the stored files are written, then deliver them.
+
+    A second Ctrl-C (or CI's SIGTERM after a first one) during finish would otherwise stop it between
+    the reports and latest.json, leaving them about different runs. Only the main thread may install
+    handlers; elsewhere (never in pytest's hooks) the writes simply run unguarded.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -206,6 +206,11 @@ def check_args(cfg: ServingConfig, help_: BinaryHelp, binary: Path) -> list[str]
             problems.append(f"{where}: {flag!r} is not a flag. "
                             "Fix: args is a list like [\"-c\", \"4096\", \"-fa\", \"on\"].")
             continue
+        if flag in ("--api-key", "--api-key-file"):
+            problems.append(f"{where}: {flag} makes llama-server answer 401 to requests without that key, and "
+                            f"specgate's client sends none (the server it starts listens on 127.0.0.1 only). "
+                            f"Fix: remove {flag} from args; the measured speed does not depend on it.")
+            continue
         if flag in RESERVED:
             problems.append(f"{where}: {flag} is set by specgate itself. Fix: remove it from args "
                             f"(use `model =` for the GGUF; the port is chosen per run).")

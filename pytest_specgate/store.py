@@ -33,10 +33,14 @@ from pytest_specgate.verdict.baseline import Comparison
 from pytest_specgate.verdict.budget import BudgetResult, NoBudget, Unjudged
 from pytest_specgate.verdict.upgrade import Upgrade
 
-__all__ = ["SCHEMA_VERSION", "BaselineInfo", "RunResults", "baseline_path", "list_baselines", "load", "load_baseline",
-           "promote", "prune_runs", "resolve_run", "run_path", "save", "save_baseline"]
+__all__ = ["SCHEMA_VERSION", "BaselineInfo", "RunResults", "RunStatus", "baseline_path", "baseline_refusal",
+           "check_results_dir", "incomplete", "list_baselines", "load", "load_baseline", "promote", "prune_runs",
+           "resolve_run", "run_path", "save", "save_baseline"]
 
 SCHEMA_VERSION: Literal[1] = 1
+#: complete: every test ran (budget FAILs included); failed: errors (a server that never started, a
+#: request that broke) kept something from being measured; interrupted: Ctrl-C or SIGTERM ended it
+RunStatus = Literal["complete", "failed", "interrupted"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -53,6 +57,10 @@ class RunResults(_Model):
     finished: datetime
     selected: str
     quick: bool = False
+    #: only a complete run may become a baseline (a partial one would move the bar silently)
+    status: RunStatus = "complete"
+    #: why the run is not complete: the first line of each error, or the signal that ended it
+    status_reasons: list[str] = Field(default_factory=list)
     host: Host
     configs: dict[str, ConfigFingerprint] = Field(default_factory=dict)
     measurements: list[Measurement] = Field(default_factory=list)
@@ -69,6 +77,10 @@ class RunResults(_Model):
     unjudged: list[Unjudged] = Field(default_factory=list)
     #: points measured and checked with no budget: "measured, no budget", never a pass of the gate
     no_budget: list[NoBudget] = Field(default_factory=list)
+
+    def measured(self) -> bool:
+        """Whether the run holds any figure at all (a run with none never replaces latest or the reports)."""
+        return any(m.samples or m.extra for m in self.measurements)
 
     def merged(self) -> list[Measurement]:
         """One Measurement per (config, workload, point, variant).
@@ -92,11 +104,36 @@ class RunResults(_Model):
 # files: never overwriting what we cannot read
 
 
+def _results_root(path: Path) -> Path:
+    """The results directory a stored file belongs to (``baselines/x.json`` and ``runs/x.json`` sit one below)."""
+    return path.parent.parent if path.parent.name in ("baselines", "runs") else path.parent
+
+
 def _unreadable(path: Path, why: str) -> ResultsError:
+    runs = _results_root(path) / "runs"
+    source = f"a copy in {runs}/ or version control" if runs.is_dir() else "version control or a backup"
+    remake = (f" (or re-create baseline {path.stem!r} with --specgate-baseline-save {path.stem} on a run you trust)"
+              if path.parent.name == "baselines" else "")
     return ResultsError(
-        f"{path}: {why}. It is left untouched. Fix: restore it (e.g. from {path.parent}/runs/ or version control), "
+        f"{path}: {why}. It is left untouched. Fix: restore it from {source}{remake}, "
         f"or move it aside if it is not needed, then run again."
     )
+
+
+def check_results_dir(directory: Path) -> None:
+    """One line with the fix when the results directory cannot be one (``.specgate`` is a file, say).
+
+    Without it the first write fails with a bare ``[Errno 17] File exists`` or ``[Errno 20] Not a directory``.
+    """
+    for d in (directory, *directory.parents):
+        if d.exists():
+            if not d.is_dir():
+                where = "" if d == directory else f" (a parent of {directory})"
+                raise ResultsError(
+                    f"{d} exists but is a file, not a directory{where}, so results cannot be stored there. "
+                    f"Fix: move it aside (mv {d} {d}.bak) or pass --specgate-results DIR."
+                )
+            return
 
 
 def load(path: Path) -> RunResults:
@@ -170,8 +207,34 @@ def baseline_path(results_dir: Path, name: str) -> Path:
 
 
 def save_baseline(run: RunResults, results_dir: Path, name: str) -> Path:
-    """Store ``run`` as ``baselines/<name>.json``; an existing baseline of that name is replaced on purpose."""
-    return save(run, baseline_path(results_dir, name))
+    """Store ``run`` as ``baselines/<name>.json``; an existing baseline of that name is replaced on purpose.
+
+    Only a complete run: a run that failed to start a server or was interrupted holds fewer samples
+    (or none), and would replace a trusted baseline with a partial one.
+    """
+    path = baseline_path(results_dir, name)
+    if (refused := baseline_refusal(run, path)) is not None:
+        raise ResultsError(refused)
+    return save(run, path)
+
+
+def baseline_refusal(run: RunResults, path: Path) -> str | None:
+    """Why ``run`` may not become the baseline at ``path`` (one line), or None when it may."""
+    if run.status == "complete" and run.measured():
+        return None
+    return (f"baseline {path.stem!r} not saved: this run {incomplete(run)}; {path} keeps its previous content. "
+            f"Fix: deal with the cause above and rerun; a baseline is saved only from a complete run.")
+
+
+def incomplete(run: RunResults) -> str:
+    """What keeps ``run`` from being complete, as the end of "this run ...": short, the details are above."""
+    if run.status == "interrupted":
+        return "was interrupted (Ctrl-C or SIGTERM) before every test ran"
+    if run.status == "failed":
+        tests = [r.split(": ", 1)[0] for r in run.status_reasons]
+        first = f", first {tests[0]}" if tests else ""
+        return f"failed ({len(tests)} test(s) could not measure{first})"
+    return "measured nothing"
 
 
 def load_baseline(results_dir: Path, name: str) -> RunResults:
@@ -183,6 +246,7 @@ def load_baseline(results_dir: Path, name: str) -> RunResults:
             f"Fix: create it with --specgate-baseline-save {name} on a run you trust."
         )
     return load(path)
+
 
 class BaselineInfo(_Model):
     """One named baseline as ``specgate baseline list`` shows it."""
@@ -267,6 +331,7 @@ def prune_runs(results_dir: Path, config: str, keep: int) -> list[Path]:
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed
+
 
 def recent_runs(results_dir: Path, limit: int = 50) -> list[RunResults]:
     """The newest ``limit`` stored runs (any config), oldest first, for the baseline comparison's trend.
