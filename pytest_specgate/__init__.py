@@ -8,7 +8,7 @@ from pytest_specgate.config import Budget, ServingConfig, SpecgateFile
 from pytest_specgate.measure import lossless, workloads
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.measure.sample import Sample
-from pytest_specgate.measure.stats import crossover_point, paired_ratios
+from pytest_specgate.measure.stats import crossover_point, crossovers, paired_ratios
 from pytest_specgate.snapshots import (
     config_extension,
     reference_mismatch,
@@ -29,6 +29,7 @@ __all__ = [
     "check_budget",
     "config_extension",
     "crossover_point",
+    "crossovers",
     "lossless",
     "paired_ratios",
     "reference_mismatch",

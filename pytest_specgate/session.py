@@ -27,7 +27,7 @@ from pytest_specgate.measure import lossless
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.measure.roofline import decode_roofline
 from pytest_specgate.measure.sampler import Sampler, sample_counts
-from pytest_specgate.metrics import VARIANT_OF_METRIC
+from pytest_specgate.metrics import METRICS, VARIANT_OF_METRIC
 from pytest_specgate.options import Options
 from pytest_specgate.server.pool import Running, ServerPool
 from pytest_specgate.server.process import LlamaServer
@@ -326,9 +326,11 @@ class Session:
 
     def check(self, m: Measurement, budgets: list[Budget] | None = None) -> list[BudgetResult]:
         cfg = self.config(m.config)
-        if budgets is None:  # the config's budgets for this point that this kind of measurement can judge
+        if budgets is None:  # the config's budgets for this point that this kind of measurement can judge:
+            # a derived figure it does not hold yet is judged by the test that derives it, not skipped here
             budgets = [b for b in cfg.budgets_for(m.workload, m.point)
-                       if VARIANT_OF_METRIC.get(b.metric, "") == m.variant]
+                       if VARIANT_OF_METRIC.get(b.metric, "") == m.variant
+                       and (b.metric in m.extra or METRICS[b.metric].per_sample)]
         if m.partial:
             raise SpecgateError(f"config {m.config!r}, {m.workload}: the measurement did not complete, so it "
                                 f"cannot be judged. Fix: see the error of the test that measured it.")

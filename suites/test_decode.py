@@ -25,4 +25,4 @@ def test_decode_does_not_collapse(specgate_measure, specgate_check, specgate_con
     short, long = specgate_measure("sweep", sweep[0]), specgate_measure("sweep", sweep[-1])
     ratios = paired_ratios(long.values("decode_tps"), short.values("decode_tps"))
     m = specgate_gate.derive(specgate_config.name, "sweep", None, "decode_collapse", ratios)
-    specgate_check(m)
+    specgate_check(m, [b for b in specgate_config.budgets_for("sweep", None) if b.metric == "decode_collapse"])

@@ -13,7 +13,7 @@ from statistics import median as _median
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Stats", "crossover_point", "median_ci", "paired_ratios", "summarize"]
+__all__ = ["Stats", "crossover_point", "crossovers", "median_ci", "paired_ratios", "summarize"]
 
 
 class Stats(BaseModel):
@@ -108,3 +108,26 @@ def crossover_point(config: str, ref: str, t_c: float, d_c: float, t_r: float, d
     if gain >= 0 and tax <= 0:
         return None, f"{config} is faster at every output length"
     return None, f"{config} is never faster than {ref} (no faster prefill, no faster decode)"
+
+
+def crossovers(ttft_c: list[float], decode_c: list[float], ttft_r: list[float],
+               decode_r: list[float]) -> list[float | None]:
+    """The crossover of sample i of each series: the output length from which the config is faster on wall
+    clock (0 when it is faster at every length), or None when it is not faster at long outputs at all.
+
+    One figure per sample, so that a budget on it is judged on an interval with the coverage it has,
+    like every other figure, instead of on one number computed from medians. TTFT in seconds.
+    """
+    out: list[float | None] = []
+    for t_c, d_c, t_r, d_r in zip(ttft_c, decode_c, ttft_r, decode_r):
+        if not (d_c > 0 and d_r > 0):
+            out.append(None)
+            continue
+        tax, gain = t_c - t_r, 1 / d_r - 1 / d_c
+        if gain >= 0 and tax <= 0:
+            out.append(0.0)
+        elif gain > 0:
+            out.append(tax / gain)
+        else:
+            out.append(None)
+    return out
