@@ -55,7 +55,8 @@ GATE_FIELDS = frozenset({"messages", "tools", "tool_choice", "stream", "stream_o
                          "max_completion_tokens", "ignore_eos", "seed", "temperature", "top_k"})
 
 WorkloadName = Literal[
-    "latency", "tool-call", "chat-short", "code-long", "long-context", "sweep", "cache-reuse", "memory", "derived"
+    "latency", "tool-call", "chat-short", "code-long", "long-context", "sweep", "natural", "cache-reuse", "memory",
+    "derived"
 ]
 
 
@@ -176,6 +177,7 @@ class RawConfig(_Strict):
     #: but its tok/s and VRAM budgets describe another machine and model)
     inherit_budgets: bool | None = None
     expect_speculative: bool | None = None
+    expect_acceptance: bool | None = None
     expect_tool_calls: bool | None = None
     request_extras: dict[str, Any] | None = None
     devices: list[int] | None = None
@@ -198,6 +200,9 @@ class ServingConfig(_Strict):
     workloads: Workloads = Field(default_factory=Workloads)
     budgets: list[Budget] = Field(default_factory=list)
     expect_speculative: bool | None = None
+    #: false: drafts are not expected to be accepted (a random-weight drafter), so suites/test_speculation.py
+    #: gives acceptance no default floor; it is still read and reported ("measured, no budget")
+    expect_acceptance: bool = True
     expect_tool_calls: bool = True
     #: fields added to every request body, beyond the plain OpenAI shape the gate sends (e.g.
     #: ``parallel_tool_calls = false``): declared here because the user's clients must send them too

@@ -40,7 +40,7 @@ class Metric:
 
 
 #: workloads whose points the sampler measures (suites/test_decode.py, test_prefill.py)
-_MEASURED = ("sweep", "latency", "chat-short", "code-long", "long-context")
+_MEASURED = ("sweep", "latency", "chat-short", "code-long", "long-context", "natural")
 #: workloads of the temperature-0 probe (suites/test_lossless.py)
 _PROBED = ("latency", "tool-call", "chat-short", "code-long")
 
@@ -63,8 +63,10 @@ _TABLE = (
     Metric("prefill_slowdown", "x", False, workloads=("long-context",)),
     Metric("acceptance", "", True, per_sample=True, workloads=_MEASURED),
     Metric("mean_accepted_run", "tok", True, per_sample=True, workloads=_MEASURED),
-    Metric("speedup", "x", True, variant="ab", workloads=("sweep",)),
+    Metric("speedup", "x", True, variant="ab", workloads=("sweep", "natural")),
     Metric("wall_speedup", "x", True, variant="ab", workloads=("sweep",)),
+    # tokens a natural-length answer reached (it stops at EOS): the length its speedup was measured over
+    Metric("output_tokens", "tok", True, budget=False, variant="ab", workloads=("natural",)),
     Metric("decode_collapse", "x", True, workloads=("sweep",), per_point=False),
     Metric("crossover_tokens", "tok", False, workloads=("sweep",), per_point=False),
     Metric("exact_match", "", True, variant="lossless", workloads=_PROBED, exact=True),

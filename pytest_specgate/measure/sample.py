@@ -75,15 +75,24 @@ class Sample(BaseModel):
 
     @property
     def decode_tps(self) -> float | None:
-        """None for one-token answers: the rate is defined over n-1 tokens."""
+        """The server's rate: n-1 tokens over the time from the first token sampled to the last.
+
+        In the pinned source, ``n_gen_tps()`` (tools/server/server-common.h) divides ``n_gen_steps() = n_gen - 1``
+        (the first token comes from the prompt's logits: no decode step) by ``t_gen_last - t_prompt_last``, and
+        tools/server/server-context.cpp sets ``t_prompt_last`` when the first token is sampled and ``t_gen_last``
+        after each later one (or each accepted draft batch). None for one-token answers.
+        """
         return self.timings.predicted_per_second if self.timings.predicted_n > 1 else None
 
     @property
     def client_decode_tps(self) -> float | None:
-        """Decode rate seen by the client: (predicted_n - 1) tokens over first-to-last event time.
+        """Decode rate seen by the client: (predicted_n - 1) tokens over first-to-last visible event time.
 
-        Same n-1 convention as the server (the first token belongs to prefill), so the two agree
-        when the harness adds no latency of its own.
+        The server's definition (``decode_tps``) measured on the client's clock: the same n-1 tokens over
+        the span from the first streamed token to the last, so the two agree when the harness adds no
+        latency of its own. A first token that streams nothing visible (a chat template's ``<think>`` tag
+        swallowed by the reasoning parser) shortens the client's span by one token time, so it reads
+        slightly high on very short outputs.
         """
         if self.ttft_ms is None or self.last_token_ms is None:
             return None

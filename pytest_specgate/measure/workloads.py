@@ -51,6 +51,26 @@ PROMPTS: dict[str, tuple[str, int]] = {
     ),
 }
 
+#: the ``natural`` workload: tasks whose answers run long on their own, one per sample in turn, so speculation is
+#: measured on text the model did not write before. A forced-length decode (``ignore_eos``) on one fixed prompt
+#: repeats the same output in every sample and, past the model's natural end, makes it loop on its own text,
+#: which an n-gram drafter predicts perfectly (the demo's ngram-mod accepted 251 of 251 drafts that way).
+NATURAL_TASKS: tuple[str, ...] = (
+    "Write a detailed tutorial on Git branching for a new engineer: rebasing, merging, resolving conflicts and a "
+    "worked example with commands.",
+    "Implement an LRU cache in Python with O(1) get and put, then explain every method and give unit tests.",
+    "Describe, step by step, how a web browser loads a page: DNS, TCP, TLS, HTTP, parsing, layout and painting.",
+    "Write a short story of several paragraphs about a lighthouse keeper who finds a message in a bottle.",
+    "Compare SQL and NoSQL databases in depth: data models, consistency, scaling, typical use cases and pitfalls.",
+    "Write a Rust command-line tool that counts words in files, with argument parsing, error handling and tests.",
+    "Explain how public-key cryptography works, with RSA as a worked example using small numbers.",
+    "Plan a two-week study schedule for learning linear algebra, with daily topics, exercises and resources.",
+    "Write a JavaScript module implementing a debounced search box with fetch, cancellation and error states.",
+    "Explain the causes and consequences of the French Revolution in a structured essay with headings.",
+    "Write a bash script that backs up a directory with rotation, logging and a dry-run mode; explain each part.",
+    "Describe how garbage collection works in the JVM: generations, collectors, tuning flags and trade-offs.",
+)
+
 #: filler for the long-context workload: agent-shaped history, repeated until the target size
 _HISTORY = [
     ("user", "The deploy of service {i} failed with exit code 137 on node-{i}. What should I check first?"),
@@ -77,6 +97,18 @@ def messages(workload: str, tag: str | None) -> list[dict[str, Any]]:
     """System + user for a named workload; ``tag`` (a nonce) goes first so no prefix is shared."""
     system = SYSTEM if tag is None else f"[run {tag}] {SYSTEM}"
     return [{"role": "system", "content": system}, {"role": "user", "content": PROMPTS[workload][0]}]
+
+
+def natural_body(task: int, *, seed: int, tag: str | None, max_tokens: int,
+                 extras: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Task ``task`` (in turn) of :data:`NATURAL_TASKS`, stopping at EOS or at ``max_tokens``: no ``ignore_eos``,
+    so the achieved length is the model's own (a sample's ``timings.predicted_n``)."""
+    b = base_body(seed)
+    system = SYSTEM if tag is None else f"[run {tag}] {SYSTEM}"
+    b["messages"] = [{"role": "system", "content": system},
+                     {"role": "user", "content": NATURAL_TASKS[task % len(NATURAL_TASKS)]}]
+    b["n_predict"] = max_tokens
+    return {**b, **(extras or {})}
 
 
 def body(workload: str, *, seed: int, tag: str | None, exact_tokens: int | None = None,
