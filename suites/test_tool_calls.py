@@ -26,10 +26,11 @@ from pytest_specgate import (
 @pytest.mark.quick
 @pytest.mark.parametrize("stream", [False, True], ids=["nonstream", "stream"])
 def test_tool_call_snapshot(specgate_client, specgate_config, specgate_gate, snapshot, stream):
+    if not specgate_config.expect_tool_calls:
+        pytest.skip(f"config {specgate_config.name!r} sets expect_tool_calls = false (its model does not call "
+                    f"tools on demand, e.g. random weights)")
     props = specgate_client.props()
     if not props.get("chat_template_caps", {}).get("supports_tool_calls"):
-        if not specgate_config.expect_tool_calls:
-            pytest.skip(f"config {specgate_config.name!r} sets expect_tool_calls = false")
         pytest.fail(
             f"config {specgate_config.name!r}: the server's chat template cannot emit tool calls "
             f"(/props chat_template_caps.supports_tool_calls is false). Fix: pass a tool-capable template with "

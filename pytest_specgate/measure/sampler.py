@@ -32,8 +32,9 @@ CANDIDATE = "A"
 #: whether ``budgets`` are decided on the measurement's samples so far (asked at planned looks only)
 Decided = Callable[[Measurement, list[Budget]], bool]
 
-# llama-server's speculative-decoding statistics line (common/speculative.cpp, tools/server/server-context.cpp)
-_MEAN_LEN = re.compile(r"draft acceptance = [\d.]+ \(\s*\d+ accepted /\s*\d+ generated\), mean len = ([\d.]+)")
+# llama-server's speculative-decoding statistics line (``print_timings``, tools/server/server-context.cpp):
+# "draft acceptance = 0.52505 (  262 accepted /   499 generated), mean len =  1.86" (%5.2f pads the mean)
+_MEAN_LEN = re.compile(r"draft acceptance = [\d.]+ \(\s*\d+ accepted /\s*\d+ generated\), mean len =\s*([\d.]+)")
 
 
 def mean_accepted_run(log_text: str) -> float | None:
@@ -81,6 +82,9 @@ class Sampler:
             return workloads.body(workload, seed=wl.seed, tag=tag, exact_tokens=point or wl.fixed_output, extras=extras)
         if workload == "tool-call":
             return workloads.body("tool-call", seed=wl.seed, tag=tag, extras=extras)
+        if workload == "natural":  # sample i of each config gets task i, so A/B pairs compare the same task
+            return workloads.natural_body(cache["index"], seed=wl.seed, tag=tag, max_tokens=point or max(wl.sweep),
+                                          extras=extras)
         if workload == "long-context":
             if "turns" not in cache:
                 cache["turns"] = workloads.long_context_turns(
@@ -103,6 +107,7 @@ class Sampler:
               warmups: int) -> None:
         for i in range(warmups + count):
             tag = workloads.nonce()
+            cache["index"] = len(m.samples) if i >= warmups else -1 - i  # warm-ups take tasks from the end
             body = self.body(running, cfg, m.workload, m.point, tag, cache)
             try:
                 sample = running.client.chat(body, workload=m.workload, point=m.point, nonce=tag)
