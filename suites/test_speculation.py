@@ -5,7 +5,9 @@ context) still answers correctly, just slower: only draft_n tells. Speedup is me
 config's `reference` in the same run, on the same points, as paired sample ratios.
 """
 
-from pytest_specgate import Budget, crossover_point, paired_ratios
+from statistics import median
+
+from pytest_specgate import Budget, crossover_point, crossovers, paired_ratios
 
 
 def test_speculation_is_active(specgate_measure, specgate_check, specgate_config, specgate_gate):
@@ -92,19 +94,26 @@ def test_wall_clock_crossover(specgate_measure, specgate_measure_pair, specgate_
     """Output length where this config and its reference take the same wall clock.
 
     From measured prefill (long-context TTFT) and decode at the longest output, as in the report:
-    11.5 s / (1/29 - 1/46) tok/s = ~902 tokens, MTP faster above it. Recorded as 0 when the config is
-    faster at every length and 1e9 when it never is; the sentence says which side wins.
+    11.5 s / (1/29 - 1/46) tok/s = ~902 tokens, MTP faster above it. Recorded per sample (0 when the
+    config is faster at every length); a sample where it is never faster at long outputs breaks a
+    crossover budget outright. The sentence, from the medians, says which side wins.
     """
     point = max(specgate_config.workloads.sweep)
     decode = dict(zip((specgate_config.name, specgate_reference.name), specgate_measure_pair("sweep", point)))
-    figures = {}
-    for name in (specgate_config.name, specgate_reference.name):
-        ttft = specgate_measure("long-context", config=name).stats("ttft_ms").median / 1000
-        figures[name] = (ttft, decode[name].stats("decode_tps").median)
-    (t_c, d_c), (t_r, d_r) = figures[specgate_config.name], figures[specgate_reference.name]
+    names = (specgate_config.name, specgate_reference.name)
+    ttft = {name: [v / 1000 for v in specgate_measure("long-context", config=name).values("ttft_ms")] for name in names}
+    rate = {name: decode[name].values("decode_tps") for name in names}
+    (t_c, d_c), (t_r, d_r) = ((median(ttft[n]), median(rate[n])) for n in names)
     crossover, verdict = crossover_point(specgate_config.name, specgate_reference.name, t_c, d_c, t_r, d_r)
-    if crossover is None:
-        crossover = 0.0 if "every output length" in verdict else 1e9
     print(f"crossover: {verdict} (TTFT {t_c:.2f} s vs {t_r:.2f} s, decode {d_c:.1f} vs {d_r:.1f} tok/s)")
-    m = specgate_gate.derive(specgate_config.name, "sweep", None, "crossover_tokens", [crossover])
-    specgate_check(m, [b for b in specgate_config.budgets_for("sweep", None) if b.metric == "crossover_tokens"])
+    # one crossover per sample (sample i of each series), so the budget is judged on an interval like any figure
+    per_sample = crossovers(ttft[names[0]], rate[names[0]], ttft[names[1]], rate[names[1]])
+    never = sum(v is None for v in per_sample)
+    budgets = [b for b in specgate_config.budgets_for("sweep", None) if b.metric == "crossover_tokens"]
+    assert not (never and budgets), (
+        f"{never} of {len(per_sample)} samples of {specgate_config.name} are not faster than "
+        f"{specgate_reference.name} at long outputs (no crossover), so crossover_tokens "
+        f"{', '.join(b.describe() for b in budgets)} is broken: {verdict}")
+    m = specgate_gate.derive(specgate_config.name, "sweep", None, "crossover_tokens",
+                             [v for v in per_sample if v is not None])
+    specgate_check(m, budgets)
