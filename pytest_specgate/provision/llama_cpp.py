@@ -229,14 +229,19 @@ def manifest_path(spec: BuildSpec | None = None) -> Path:
     return llama_cpp_dir(spec) / "build.json"
 
 
-def existing_builds() -> list[BuildInfo]:
-    """Verified builds of this version in the cache, CUDA ones first: what ``provisioned:`` resolves to."""
+def existing_builds(gpu: bool | None = None) -> list[BuildInfo]:
+    """Verified builds of this version in the cache, best first: what ``provisioned:`` resolves to.
+
+    CUDA builds come first on a machine whose GPUs NVML sees (``gpu`` None: ask NVML), CPU builds
+    first elsewhere: a CUDA binary cannot even start without the driver's libcuda.
+    """
     version = sdist_version()
     found = []
     for manifest in sorted((cache_dir() / "llama.cpp").glob(f"{version}-*/build.json")):
         if (info := reusable_build(manifest)) is not None:
             found.append(info)
-    return sorted(found, key=lambda b: (b.backend != "cuda", str(b.binaries["llama-server"])))
+    cuda_first = bool(local_gpu_archs()) if gpu is None else gpu
+    return sorted(found, key=lambda b: ((b.backend == "cuda") != cuda_first, str(b.binaries["llama-server"])))
 
 
 def reusable_build(manifest: Path) -> BuildInfo | None:
