@@ -28,6 +28,7 @@ from pytest_specgate.config import load as load_config
 from pytest_specgate.errors import PreflightError, ServerError, SpecgateConfigError
 from pytest_specgate.measure.roofline import parse_footprint, roofline
 from pytest_specgate.provision import llama_cpp
+from pytest_specgate.provision.cache import cache_dir
 from pytest_specgate.provision.catalog import provisioned_path
 from pytest_specgate.server import gpu as gpu_module
 from pytest_specgate.server.gpu import BANDWIDTH_TABLE, VramTracker, parse_visible_devices, peak_bandwidth, select_gpus
@@ -559,7 +560,7 @@ def test_n_auto_is_one_worker_per_free_gpu(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def _fake_build(variant: str, backend: str) -> None:
     """A manifest over two small files: enough for the cache's bookkeeping (nothing here runs them)."""
-    root = llama_cpp.cache_dir() / "llama.cpp" / f"{llama_cpp.sdist_version()}-{variant}"
+    root = cache_dir() / "llama.cpp" / f"{llama_cpp.sdist_version()}-{variant}"
     (root / "build" / "bin").mkdir(parents=True)
     binaries = {}
     for name in llama_cpp.BUILD_TARGETS:
