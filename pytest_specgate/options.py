@@ -21,6 +21,8 @@ OPTIONS: list[tuple[str, str, Literal["string"]]] = [
      "string"),
     ("snapshot-dir", "directory of the per-config tool-call snapshots (default: snapshots/ beside each suite file); "
      "set it when running the installed suites with --pyargs", "string"),
+    ("lock-timeout", "seconds a run waits for another run's llama-server on the same device before giving up "
+     "with the holder's PID and config (default 600; negative waits forever)", "string"),
     ("baseline-save", "save this run's results as the named baseline", "string"),
     ("baseline-compare", "compare this run against the named baseline and fail on regressions", "string"),
     ("against", "the deployed config (old binary/GGUF/flags): measured side by side with the selected one in this "
@@ -34,6 +36,8 @@ ALIASES = {"results-dir": ("--specgate-results",)}
 #: where the results go when neither the option nor the ini key says (a CI runner sets it once)
 RESULTS_ENV = "SPECGATE_RESULTS_DIR"
 DEFAULT_KEEP_RUNS = 20
+
+DEFAULT_LOCK_TIMEOUT = 600.0
 
 
 def addoption(parser: pytest.Parser) -> None:
@@ -69,6 +73,8 @@ class Options:
     against: str | None = None
     #: the terminal table: "key" rows only, or "all"
     table: str = "key"
+    #: seconds to wait for a device lock held by another run (``--specgate-lock-timeout``)
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> Options:
@@ -83,7 +89,8 @@ class Options:
                    keep_runs=_keep_runs(get("keep_runs")), snapshot_dir=get("snapshot_dir"),
                    quick=bool(config.getoption("specgate_quick")),
                    baseline_save=get("baseline_save"), baseline_compare=get("baseline_compare"),
-                   against=get("against"), table=_table(get("table"), config.getoption("verbose", 0) or 0))
+                   against=get("against"), lock_timeout=_lock_timeout(get("lock_timeout")),
+                   table=_table(get("table"), config.getoption("verbose", 0) or 0))
 
     @property
     def results_path(self) -> Path:
@@ -130,3 +137,13 @@ def _table(raw: Any, verbose: int) -> str:
         raise pytest.UsageError(f"--specgate-table {raw!r} is not one of key, all. "
                                 f"Fix: pass --specgate-table=all for every row, or leave it out.")
     return value
+
+
+def _lock_timeout(raw: Any) -> float:
+    if raw is None:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        return float(str(raw).strip())
+    except ValueError:
+        raise pytest.UsageError(f"specgate_lock_timeout {raw!r} is not a number of seconds. Fix: pass e.g. "
+                                "--specgate-lock-timeout=600 (negative waits forever).") from None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import signal
 import tempfile
+import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from pytest_specgate.report.rows import rows_for
 from pytest_specgate.report.terminal import TerminalSummary, terminal
 from pytest_specgate.server.gpu import gpu_indices
 from pytest_specgate.server.gpu_lock import DeviceLock
+from pytest_specgate.server.process import watch_parent
 from pytest_specgate.session import Session, outcome_key, remote_key, run_key, session_key
 from pytest_specgate.store import RunResults
 
@@ -70,7 +75,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "quick: a fast check (fewer samples); select with -m quick")
     config.addinivalue_line("markers", "specgate_workload(name): the field-report workload a test measures")
-    config.stash[session_key] = Session(options.Options.from_pytest(config))
+    state = config.stash[session_key] = Session(options.Options.from_pytest(config))
+    state.announce = _announcer(config)
+    if hasattr(config, "workerinput"):  # xdist worker: die (servers first) with the controller
+        watch_parent()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous = signal.signal(sig, lambda signum, frame: state.terminate(signum))
+            config.add_cleanup(functools.partial(_restore, sig, previous))
+
+
+def _restore(sig: signal.Signals, previous: Any) -> None:
+    signal.signal(sig, previous)
+
+
+def _announcer(config: pytest.Config) -> Any:
+    """A line on the terminal even while output is captured (a run waiting on a device lock says so)."""
+    def say(text: str) -> None:
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        with capman.global_and_fixture_disabled() if capman is not None else nullcontext():
+            if reporter is not None:
+                reporter.write_line(text)
+            else:
+                print(text, flush=True)
+    return say
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -99,7 +128,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     try:
         config.stash[session_key].preflight_selected()
     except SpecgateError as e:
-        raise pytest.UsageError(f"specgate preflight failed:\n{e}") from None
+        raise pytest.UsageError(f"specgate preflight: {e}") from None  # the cause on the first line
 
 
 def summary(state: Session, outcome: Outcome | None) -> TerminalSummary:
@@ -163,6 +192,7 @@ def _strict_comparison(run: RunResults, outcome: Outcome, strict: bool) -> Outco
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash[session_key]
+    state.finishing = True  # a SIGTERM from here on only marks the run interrupted
     state.shutdown()  # first: the pool's memory figures are read when it stops
     if not (state.measurements or state.verdicts):
         return

@@ -9,6 +9,7 @@ plugin costs nothing to unrelated test suites. Every ``StashKey`` of the plugin 
 
 from __future__ import annotations
 
+import signal
 import statistics
 import time
 import warnings
@@ -30,7 +31,7 @@ from pytest_specgate.measure.sampler import Sampler, sample_counts
 from pytest_specgate.metrics import METRICS, VARIANT_OF_METRIC
 from pytest_specgate.options import Options
 from pytest_specgate.server.pool import Running, ServerPool
-from pytest_specgate.server.process import LlamaServer
+from pytest_specgate.server.process import LlamaServer, kill_all, refuse_new_servers
 from pytest_specgate.store import RunResults
 from pytest_specgate.verdict.budget import (
     BudgetResult,
@@ -75,6 +76,12 @@ class Session:
     #: one-line verdicts that are not budgets (e.g. tool-call snapshots), printed with the table
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    #: set when Ctrl-C or SIGTERM ended the run: it is stored as interrupted, never as a baseline
+    interrupted: bool = False
+    #: set while the results are stored: a SIGTERM then only marks the run interrupted (the plugin's handler)
+    finishing: bool = False
+    #: where the pool says it waits for a device lock (the plugin points it at the terminal)
+    announce: Any = None
     #: sweep points of the collected tests (the plugin sets it), so A/B blocks span exactly those
     sweep_points: list[int] | None = None
     #: the A/B block schedule each (config, other, variant) pair was measured in
@@ -164,7 +171,9 @@ class Session:
     def server(self, name: str, log_dir: Path) -> Running:
         if self.pool is None:
             self.log_dir = log_dir
-            self.pool = ServerPool(self._factory, request_timeout=self.selected.workloads.request_timeout)
+            self.pool = ServerPool(self._factory, request_timeout=self.selected.workloads.request_timeout,
+                                   lock_timeout=self.options.lock_timeout, **({"announce": self.announce}
+                                                                              if self.announce else {}))
         running = self.pool.get(name)
         self._check_tenants(name, running)
         return running
@@ -183,6 +192,21 @@ class Session:
     def shutdown(self) -> None:
         if self.pool is not None:
             self.pool.stop()
+
+    def terminate(self, signum: int) -> None:
+        """SIGTERM/SIGHUP (a CI cancel, ``timeout``) end the run like Ctrl-C: servers are killed at once,
+        none starts again, the run is marked interrupted, and pytest unwinds as for KeyboardInterrupt
+        (no test records a failure, no later test runs). While results are stored it only marks the run."""
+        name = signal.Signals(signum).name
+        self.interrupted = True
+        refuse_new_servers(f"pytest got {name}")
+        kill_all()
+        try:
+            self.shutdown()
+        except (SpecgateError, OSError):
+            pass
+        if not self.finishing:
+            raise KeyboardInterrupt(f"specgate: {name} received; the run stops here")
 
     # ---- measuring (the sampler does it) ----
 
