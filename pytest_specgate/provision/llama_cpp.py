@@ -35,6 +35,8 @@ from pytest_specgate._files import announced_lock, sha256_file, write_atomic
 from pytest_specgate._proc import stop_group
 from pytest_specgate.errors import PreflightError
 from pytest_specgate.provision.cache import Log, cache_dir
+from pytest_specgate.provision.models import DEMO_MODEL_NAME, synthetic_model
+from pytest_specgate.provision.smoke import smoke_decode
 
 try:  # nvidia-ml-py provides the `pynvml` module; without a driver every call raises NVMLError
     import pynvml
@@ -434,6 +436,11 @@ def _build(spec: BuildSpec, log: Log) -> BuildInfo:
     if version.returncode != 0:
         raise PreflightError(f"{binaries['llama-server']} --version exited {version.returncode}:\n"
                              f"{(version.stderr + version.stdout)[-2000:]}")
+    # and a real decode: a build that loads a model and dies on its first token (the AMX SIGSEGV) gets no
+    # manifest either; the demo model too when it is already cached (provision assembles it afterwards)
+    for model in (synthetic_model("tiny", log=log), cache_dir() / "models" / DEMO_MODEL_NAME):
+        if model.is_file():
+            smoke_decode(binaries["llama-server"], model, root / f"smoke-{model.stem}.log", log)
     return BuildInfo(
         package=LLAMA_CPP_PACKAGE,
         package_version=spec.version,
