@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, toml_config
-from pytest_specgate.config import load
+from pytest_specgate.config import Budget, load
 from pytest_specgate.errors import SpecgateConfigError
+from pytest_specgate.measure.measurement import Measurement
+from pytest_specgate.verdict.budget import BudgetResult, Verdict, check_budget, check_point, find_unjudged
 
 
 def write(tmp_path: Path, budgets: str, sweep: str = "[100, 500, 1000, 2000]") -> Path:
@@ -181,3 +183,45 @@ def test_quick_mode_comes_from_what_was_collected(pytester: pytest.Pytester) -> 
                         (["--specgate-quick"], True), (["-k", "out32"], True)):
         out = pytester.runpytest("--collect-only", "-q", *args).stdout.str()
         assert f"QUICK={quick}" in out, (args, out)
+
+
+# ---- the verdict layer's share: coverage on every verdict, exact figures, the unjudged list ----
+
+def judged(budget: Budget, values: list[float], looks: list[int] | None = None, workload: str = "sweep",
+           point: int | None = 256) -> BudgetResult:
+    m = Measurement(config="c", workload=workload, point=point, looks=looks or [], extra={budget.metric: values})
+    return check_point(m, [budget])[0]
+
+
+def test_a_verdict_says_the_coverage_it_had_and_too_few_samples_decide_nothing():
+    floor = Budget(metric="decode_tps", point=256, min=27)
+    r = judged(floor, [30.0, 30.5, 29.8, 30.2, 30.1], looks=[5, 10])
+    assert r.verdict is Verdict.PASS and r.coverage == pytest.approx(0.975) and r.n == 5
+    assert "97.5% CI [" in r.message and r.coverage_label == "97.5% CI"
+    r = judged(floor, [30.0, 30.5, 29.8], looks=[5, 10])  # a measurement short of its first look
+    assert r.verdict is Verdict.INCONCLUSIVE and "too few samples" in r.why and r.coverage is None
+    r = judged(floor, [900.0])  # one figure: no interval reaches 95%, so no verdict either way
+    assert r.verdict is Verdict.INCONCLUSIVE and "cannot reach" in r.why
+
+
+def test_exact_figures_are_judged_as_read():
+    ceiling = Budget(metric="rss_peak_mib", workload="memory", max=2048)
+    assert judged(ceiling, [412.5], workload="memory", point=None).verdict is Verdict.PASS
+    same = Budget(metric="exact_match", workload="tool-call", min=1.0)
+    r = judged(same, [1.0, 0.0, 1.0], workload="tool-call", point=None)
+    assert r.verdict is Verdict.FAIL and "worst of 3 values 0 judged as read" in r.message
+    assert r.coverage_label == "exact"
+
+
+def test_find_unjudged_names_why_for_each_budget():
+    a, b, c, d = (Budget(metric="decode_tps", point=p, min=1) for p in (100, 500, 1000, 2000))
+    verdicts = [judged(a, [5.0, 5.1, 5.2, 5.0, 5.1], looks=[5, 10]),
+                judged(b, [0.5, 1.5, 3.0, 0.2, 2.0, 1.1, 0.4, 2.2, 0.9, 1.6], looks=[5, 10]),
+                check_budget(c, None, "acceptance not reported by this config").model_copy(update={"config": "c"})]
+    assert [v.verdict for v in verdicts] == [Verdict.PASS, Verdict.INCONCLUSIVE, Verdict.SKIPPED]
+    out = {u.budget.point: u.reason for u in find_unjudged("c", [a, b, c, d], verdicts, "no collected test judged it")}
+    assert set(out) == {500, 1000, 2000}
+    assert out[500].startswith("inconclusive: ") and "straddles" in out[500]
+    assert out[1000] == "skipped: acceptance not reported by this config"
+    assert out[2000] == "no collected test judged it"
+    assert find_unjudged("other", [a], verdicts, "x")[0].message == "other: decode_tps >= 1 at sweep@100: UNJUDGED (x)"
