@@ -42,7 +42,8 @@ def _left(f: BinaryIO, size: int) -> int:
 def _string(f: BinaryIO, size: int) -> str:
     n = _read(f, "<Q")
     if n > _left(f, size):  # a damaged length would otherwise ask read() for exabytes (MemoryError)
-        raise NotGGUF(f"a string length of {n} bytes at offset {f.tell() - 8} runs past the end of the file")
+        raise NotGGUF(f"the header ends early: a string length of {n} bytes at offset {f.tell() - 8} runs past "
+                      f"the end of the file")
     data = f.read(n)
     if len(data) != n:
         raise NotGGUF("the header ends early (truncated file)")
@@ -57,7 +58,8 @@ def _value(f: BinaryIO, vtype: int, size: int) -> Any:
         # every element takes at least one byte (a string at least its 8-byte length)
         smallest = struct.calcsize(_SCALAR[GGUFValueType(item)]) if item in _SCALAR else 8
         if count * smallest > _left(f, size):
-            raise NotGGUF(f"an array of {count} elements at offset {f.tell() - 12} runs past the end of the file")
+            raise NotGGUF(f"the header ends early: an array of {count} elements at offset {f.tell() - 12} runs "
+                          f"past the end of the file")
         if item in _SCALAR:
             f.seek(smallest * count, 1)
         else:

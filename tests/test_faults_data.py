@@ -297,8 +297,8 @@ def test_gguf_with_an_absurd_string_length_is_not_a_readable_gguf(tmp_path) -> N
     with pytest.raises(PreflightError) as e:
         preflight.model_facts(path)
     assert str(e.value).splitlines()[0] == (
-        f"{path} is not a readable GGUF file (a string length of {1 << 62} bytes at offset 24 runs past the end of "
-        f"the file). Fix: point `model` at a .gguf file, or re-download / re-assemble it.")
+        f"{path} is not a readable GGUF file (the header ends early: a string length of {1 << 62} bytes at offset "
+        f"24 runs past the end of the file). Fix: point `model` at a .gguf file, or re-download / re-assemble it.")
 
 
 def test_results_dir_that_is_a_file_is_one_line_and_left_alone(tmp_path) -> None:
