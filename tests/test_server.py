@@ -68,8 +68,9 @@ def test_no_orphan_when_pytest_dies(pytester: pytest.Pytester, server_bin, tiny_
     pytester.makefile(".toml", specgate=toml_config("t", server_bin, tiny_gguf,
                                                     ["-t", "1", "-np", "1", "-c", "512", "--alias", alias]))
     pytester.makepyfile(ORPHAN_TEST)
+    env = {**os.environ, "TMPDIR": str(pytester.path)}  # its own device lock: other runs on this machine
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"], cwd=pytester.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         assert wait_for(lambda: servers_with(alias), timeout=120), "the server never started"
         os.kill(proc.pid, {"sigkill": signal.SIGKILL, "sigint": signal.SIGINT, "sigterm": signal.SIGTERM}[how])
