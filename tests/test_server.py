@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 
@@ -83,7 +84,8 @@ def test_no_orphan_when_pytest_dies(pytester: pytest.Pytester, server_bin, tiny_
             p.kill()
 
 
-def test_no_orphan_after_failing_run(pytester: pytest.Pytester, server_bin, tiny_gguf) -> None:
+def test_no_orphan_after_failing_run(pytester: pytest.Pytester, server_bin, tiny_gguf, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(pytester.path))  # its own device lock: other runs cannot starve it
     alias = f"specgate-test-{uuid.uuid4().hex[:8]}"
     pytester.makefile(".toml", specgate=toml_config("t", server_bin, tiny_gguf,
                                                     ["-t", "1", "-np", "1", "-c", "512", "--alias", alias]))
@@ -96,7 +98,8 @@ def test_no_orphan_after_failing_run(pytester: pytest.Pytester, server_bin, tiny
     assert not servers_with(alias)
 
 
-def test_one_model_load_per_config_per_session(pytester: pytest.Pytester, server_bin, tiny_gguf) -> None:
+def test_one_model_load_per_config_per_session(pytester: pytest.Pytester, server_bin, tiny_gguf, monkeypatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(pytester.path))  # its own device lock (in-process run)
     pytester.makefile(".toml", specgate=toml_config("t", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "512"]))
     pytester.makepyfile(textwrap.dedent("""
         import pytest
