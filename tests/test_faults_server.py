@@ -351,7 +351,8 @@ def test_failure_after_start_stops_server_and_releases_lock(make_server, server_
     with pytest.raises(ServerError) as info:
         pool.get("t")
     row("401 from /props after start", str(info.value), t0)
-    assert "GET " in first_line(info.value) and "/props -> HTTP 401" in first_line(info.value)
+    assert first_line(info.value).startswith("llama-server answered GET http://127.0.0.1:")
+    assert "/props with HTTP 401: Invalid API Key. Fix: the server wants an API key" in first_line(info.value)
     assert pool.current is None and not servers_with(alias)
     assert not (tmp_path / "pytest-specgate-device-0.holder.json").exists()
     assert DeviceLock("0", tmp_path).try_acquire("next")

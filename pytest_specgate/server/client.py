@@ -37,6 +37,16 @@ def _error_text(resp: httpx.Response) -> str:
         return resp.text[:500]
 
 
+def _refused(what: str, resp: httpx.Response) -> ServerError:
+    """An HTTP error status from llama-server, with the fix for the statuses a config causes."""
+    fix = {401: "Fix: the server wants an API key: remove --api-key/--api-key-file from the config's args "
+                "(specgate sends no key).",
+           404: "Fix: this llama-server build lacks the endpoint; use a newer build.",
+           }.get(resp.status_code, "Fix: the server's log says why it refused the request.")
+    said = _error_text(resp).rstrip(". ")
+    return ServerError(f"llama-server answered {what} with HTTP {resp.status_code}: {said}. {fix}")
+
+
 #: (what the client saw, whether the server looks hung) -> the error to raise
 Fault = Callable[[str, bool], ServerError]
 
@@ -128,7 +138,7 @@ class Client:
         with self._guard(f"GET {path}", seconds=30.0):
             resp = self.http.get(path, timeout=30.0)
         if resp.status_code != 200:
-            raise ServerError(f"GET {self.base_url}{path} -> HTTP {resp.status_code}: {_error_text(resp)}")
+            raise _refused(f"GET {self.base_url}{path}", resp)
         return resp.json()
 
     def props(self) -> dict[str, Any]:
@@ -140,7 +150,7 @@ class Client:
         with self._guard("POST /v1/chat/completions/input_tokens", seconds=60.0):
             resp = self.http.post("/v1/chat/completions/input_tokens", json=body, timeout=60.0)
         if resp.status_code != 200:
-            raise ServerError(f"POST input_tokens -> HTTP {resp.status_code}: {_error_text(resp)}")
+            raise _refused("POST /v1/chat/completions/input_tokens", resp)
         return int(resp.json()["input_tokens"])
 
     # ---- the measured request ----
@@ -175,7 +185,7 @@ class Client:
             resp.read()
         wall = (time.perf_counter() - t0) * 1000
         if resp.status_code != 200:
-            raise ServerError(f"POST /v1/chat/completions -> HTTP {resp.status_code}: {_error_text(resp)}")
+            raise _refused("POST /v1/chat/completions", resp)
         data = resp.json()
         choice = data["choices"][0]
         msg = choice.get("message", {})
@@ -208,9 +218,7 @@ class Client:
             deadline.watch(source.response)
             headers = time.perf_counter()  # llama-server flushes headers when the slot starts
             if source.response.status_code != 200:
-                raise ServerError(
-                    f"POST /v1/chat/completions -> HTTP {source.response.status_code}: {_error_text(source.response)}"
-                )
+                raise _refused("POST /v1/chat/completions", source.response)
             for event in source.iter_sse():
                 now = time.perf_counter()
                 if event.data == "[DONE]":
