@@ -9,6 +9,7 @@ plugin costs nothing to unrelated test suites. Every ``StashKey`` of the plugin 
 
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import time
@@ -30,6 +31,7 @@ from pytest_specgate.measure.roofline import decode_roofline
 from pytest_specgate.measure.sampler import Sampler, sample_counts
 from pytest_specgate.metrics import METRICS, VARIANT_OF_METRIC
 from pytest_specgate.options import Options
+from pytest_specgate.server.gpu import worker_gpu_candidates
 from pytest_specgate.server.pool import Running, ServerPool
 from pytest_specgate.server.process import LlamaServer, kill_all, refuse_new_servers
 from pytest_specgate.store import RunResults
@@ -174,6 +176,8 @@ class Session:
             self.pool = ServerPool(self._factory, request_timeout=self.selected.workloads.request_timeout,
                                    lock_timeout=self.options.lock_timeout, **({"announce": self.announce}
                                                                               if self.announce else {}))
+        if self.pool.gpu_candidates is None:  # an xdist worker on a multi-GPU machine takes a GPU of its own
+            self.pool.gpu_candidates = worker_gpu_candidates(os.environ.get("PYTEST_XDIST_WORKER"))
         running = self.pool.get(name)
         self._check_tenants(name, running)
         return running
@@ -192,6 +196,7 @@ class Session:
     def shutdown(self) -> None:
         if self.pool is not None:
             self.pool.stop()
+            self.notes += [n for c, d in self.pool.memory_notes.items() if (n := f"{c}: {d}") not in self.notes]
 
     def terminate(self, signum: int) -> None:
         """SIGTERM/SIGHUP (a CI cancel, ``timeout``) end the run like Ctrl-C: servers are killed at once,
