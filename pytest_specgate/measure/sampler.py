@@ -91,7 +91,7 @@ class Sampler:
                     running.client, point or wl.long_context_tokens, seed=wl.seed, output_tokens=wl.long_context_output,
                     extras=extras)
             return workloads.long_context_body(cache["turns"], seed=wl.seed, tag=tag,
-                                               output_tokens=wl.long_context_output, extras=extras)
+                                               output_tokens=wl.long_context_output, extras=extras, cold=True)
         raise ValueError(f"unknown workload {workload!r}")
 
     def take(self, name: str, m: Measurement, count: int, cache: dict[str, Any], *, warmup: bool = True) -> None:

@@ -89,7 +89,8 @@ def nonce() -> str:
 
 def base_body(seed: int) -> dict[str, Any]:
     """Sampling pinned per request (a GGUF can carry its own defaults). ``cache_prompt`` is left to
-    the server, like a real client does, so a config with --no-cache-prompt is measured as such."""
+    the server, like a real client does, so a config with --no-cache-prompt is measured as such (cold
+    long-context samples alone turn it off: see :func:`long_context_body`)."""
     return {"temperature": 0.0, "top_k": 1, "seed": seed}
 
 
@@ -150,13 +151,22 @@ def long_context_messages(n_turns: int, tag: str | None) -> list[dict[str, Any]]
 
 
 def long_context_body(n_turns: int, *, seed: int, tag: str | None, output_tokens: int,
-                      tools: bool = True, extras: dict[str, Any] | None = None) -> dict[str, Any]:
+                      tools: bool = True, extras: dict[str, Any] | None = None, cold: bool = False) -> dict[str, Any]:
+    """The agent-shaped long prompt. ``cold``: a cold-prefill sample, ``cache_prompt: false``.
+
+    The nonce goes first in the system message, but a template may render the tools block before it
+    (Qwen3.5/3.6's: ``# Tools ... <tools>`` opens the system turn), so ~550 tokens of every prompt would
+    still be served from the cache; ``cache_prompt: false`` makes the server start from position 0
+    (``n_past = 0`` unless ``cache_prompt``, tools/server/server-context.cpp) whatever the template.
+    """
     b = base_body(seed)
     b["messages"] = long_context_messages(n_turns, tag)
     if tools:
         b["tools"] = [GET_WEATHER]
     b["n_predict"] = output_tokens
     b["ignore_eos"] = True
+    if cold:
+        b["cache_prompt"] = False
     return {**b, **(extras or {})}
 
 
