@@ -32,6 +32,7 @@ from conftest import servers_with, toml_config, wait_for
 from pytest_specgate import preflight
 from pytest_specgate.errors import PreflightError, ServerError
 from pytest_specgate.server import process
+from pytest_specgate.server.diagnosis import diagnose
 from pytest_specgate.server.gpu_lock import DeviceLock
 from pytest_specgate.server.pool import ServerPool
 from pytest_specgate.server.process import LlamaServer
@@ -189,6 +190,20 @@ def test_plugin_prints_the_cause_once(pytester: pytest.Pytester, server_bin, tin
         assert out.returncode == pytest.ExitCode.USAGE_ERROR and "remove" not in line
     assert not (pytester.path / ".specgate" / "latest.json").exists()  # a run with no samples writes none
     assert not servers_with(alias)
+
+
+@pytest.mark.parametrize("log, code, line, fix", [
+    ("ggml.c:1234: GGML_ASSERT(i01 >= 0 && i01 < ne01) failed\n", -6, "GGML_ASSERT(i01 >= 0 && i01 < ne01) failed",
+     "aborted on an internal check"),
+    ("0.00.01 I srv  load: x\n", -4, "", "CPU instructions this machine lacks"),
+    ("0.00.01 E srv    load_model: failed to load model\n0.00.02 E ggml_cuda: out of memory\n", 1,
+     "ggml_cuda: out of memory", "does not fit"),
+    ("plain text\n", 2, "", "the log tail below"),
+])
+def test_diagnosis_of_log_lines(log, code, line, fix) -> None:
+    """The parts of a first line for logs a real server writes only on hardware we may not have."""
+    _, got_line, got_fix = diagnose(log, code)
+    assert got_line.endswith(line) and fix in got_fix
 
 
 # ------------------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ _KNOWN: list[tuple[re.Pattern[str], str]] = [(re.compile(p, re.IGNORECASE), fix)
      "sandbox that forbids listening on 127.0.0.1."),
     (r"failed to create MTP context|nextn",
      "Fix: draft-mtp needs a GGUF with MTP layers (or an MTP head via -md)."),
+    (r"GGML_ASSERT\(.*\) failed",
+     "Fix: llama-server aborted on an internal check (a llama.cpp bug, or inputs it does not validate, such as "
+     "a drafter with another vocabulary); the log tail below has the backtrace."),
     (r"out of memory|failed to allocate|cudaMalloc failed|unable to allocate|failed to create context",
      "Fix: the model, context or batch does not fit: lower -c, -b/-ub or -ngl, or free memory on the device."),
 ]]
