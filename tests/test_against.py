@@ -125,8 +125,6 @@ def test_reference_pairs_span_every_point_too(pytester: pytest.Pytester, server_
     ref = toml_config("plain", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024"])
     cfg = toml_config("spec", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024", "-b", "512"],
                       extra='reference = "plain"\n')
-    cfg = cfg.replace('startup_timeout = 60\n', 'startup_timeout = 60\nreference = "plain"\n').replace(
-        'reference = "plain"\n', "", 1) if cfg.count('reference = "plain"') > 1 else cfg
     pytester.makefile(".toml", specgate=ref + cfg)
     pytester.makepyfile(textwrap.dedent("""
         def test_pair(specgate_measure_pair, specgate_output_len):

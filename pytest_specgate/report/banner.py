@@ -103,15 +103,16 @@ def banner(run: RunResults, *, strict: bool = False, errors: list[str] | None = 
     verdicts = _latest(run.verdicts)
     failed = [r for r in verdicts if r.verdict is Verdict.FAIL]
     passed = [r for r in verdicts if r.verdict is Verdict.PASS]
-    stored_unjudged = getattr(run, "unjudged", None)
-    if stored_unjudged is not None:
-        unjudged = [u.message for u in stored_unjudged]
-    else:  # a run stored before unjudged budgets were recorded: its inconclusive and skipped verdicts
-        unjudged = [f"{r.config}: {r.message}" for r in verdicts
-                    if r.verdict in (Verdict.INCONCLUSIVE, Verdict.SKIPPED)]
-    no_budget = [nb.message for nb in getattr(run, "no_budget", None) or []]
+    unjudged = [u.message for u in run.unjudged]
+    no_budget = [nb.message for nb in run.no_budget]
     failures = [failure_line(r, run) for r in failed]
     cannot_tell: list[str] = []
+    status = getattr(run, "status", "complete")
+    reasons = "; ".join(getattr(run, "status_reasons", [])[:2]) or "no reason recorded"
+    if status == "failed":  # an error kept a test from measuring: that is not a pass of anything
+        failures.append(f"the run failed before everything was measured ({reasons})")
+    elif status == "interrupted":
+        cannot_tell.append(f"the run was interrupted ({reasons})")
     up = run.upgrade
     if up is not None:
         failures += [f"{c.config}: {c.describe()}{up.explain()}" for c in up.changes if c.verdict is Verdict.FAIL]
@@ -122,7 +123,7 @@ def banner(run: RunResults, *, strict: bool = False, errors: list[str] | None = 
         failures += [f"{ch.config}: {ch.describe()}{cmp.explain(ch.config)}" for ch in cmp.changes
                      if ch.verdict is Verdict.FAIL]
         cannot_tell += [f"{ch.config}: {ch.describe()}" for ch in cmp.changes if ch.verdict is Verdict.INCONCLUSIVE]
-        cannot_tell += list(getattr(cmp, "unjudged", []) or [])
+        cannot_tell += list(cmp.unjudged)
     failures += [f"error: {e}" for e in errors or []]
     judged = len(failed) + len(passed)
     parts = [f"{judged} budget(s) judged: {len(failed)} failed, {len(passed)} passed",
