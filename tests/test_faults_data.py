@@ -88,6 +88,22 @@ def test_server_that_never_starts_keeps_baseline_latest_and_reports(pytester, se
     assert not servers_with(alias)
 
 
+def test_failed_start_under_xdist_is_stored_failed(pytester, server_bin, tiny_gguf, tmp_path, cache_env) -> None:
+    """The workers' errors reach the controller, which stores the run: it must know the run failed."""
+    results = tmp_path / "results"
+    alias = f"xdfail-{tmp_path.name}"[-40:]
+    pytester.makefile(".toml", specgate=toml_config("broken", server_bin, tiny_gguf, ["-c", "abc", "--alias", alias]))
+    other = "\n\ndef test_other(specgate_measure):\n    specgate_measure('sweep', 32)\n"
+    pytester.makepyfile(test_x=MEASURE_ONE + other)
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--specgate-config=broken",
+                                      f"--specgate-results={results}", "--specgate-baseline-save=prev")
+    assert r.ret == 1
+    assert lines_with(r.stdout.str(), "baseline 'prev' not saved: this run failed (2 test(s) could not measure")
+    [run] = (results / "runs").glob("*-broken.json")
+    assert load_run(run).status == "failed" and not (results / "baselines").exists()
+    assert not servers_with(alias)
+
+
 def test_ctrl_c_marks_the_run_interrupted_and_keeps_the_baseline(pytester, server_bin, tiny_gguf, tmp_path,
                                                                  cache_env) -> None:
     results = tmp_path / "results"
