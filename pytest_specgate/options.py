@@ -21,12 +21,12 @@ OPTIONS: list[tuple[str, str, Literal["string"]]] = [
      "string"),
     ("snapshot-dir", "directory of the per-config tool-call snapshots (default: snapshots/ beside each suite file); "
      "set it when running the installed suites with --pyargs", "string"),
-    ("lock-timeout", "seconds a run waits for another run's llama-server on the same device before giving up "
-     "with the holder's PID and config (default 600; negative waits forever)", "string"),
     ("baseline-save", "save this run's results as the named baseline", "string"),
     ("baseline-compare", "compare this run against the named baseline and fail on regressions", "string"),
     ("against", "the deployed config (old binary/GGUF/flags): measured side by side with the selected one in this "
      "session, in ABBA blocks, for the upgrade verdict (default: the config's `against` key)", "string"),
+    ("lock-timeout", "seconds a run waits for another run's llama-server on the same device before giving up "
+     "with the holder's PID and config (default 600; negative waits forever)", "string"),
     ("table", "terminal results table: `key` (budget rows and key metrics; the default) or `all` (every row; "
      "also with -v)", "string"),
 ]
@@ -36,7 +36,6 @@ ALIASES = {"results-dir": ("--specgate-results",)}
 #: where the results go when neither the option nor the ini key says (a CI runner sets it once)
 RESULTS_ENV = "SPECGATE_RESULTS_DIR"
 DEFAULT_KEEP_RUNS = 20
-
 DEFAULT_LOCK_TIMEOUT = 600.0
 
 
@@ -67,12 +66,12 @@ class Options:
     quick: bool
     baseline_save: str | None = None
     baseline_compare: str | None = None
-    keep_runs: int = DEFAULT_KEEP_RUNS
-    snapshot_dir: str | None = None
     #: the deployed config for the upgrade verdict (``--specgate-against``)
     against: str | None = None
     #: the terminal table: "key" rows only, or "all"
     table: str = "key"
+    keep_runs: int = DEFAULT_KEEP_RUNS
+    snapshot_dir: str | None = None
     #: seconds to wait for a device lock held by another run (``--specgate-lock-timeout``)
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
@@ -82,9 +81,8 @@ class Options:
             value = config.getoption(f"specgate_{name}")
             return value if value not in (None, "") else config.getini(f"specgate_{name}") or None
 
-        samples = get("samples")
         return cls(config=get("config"), file=get("file"), strict=bool(config.getoption("specgate_strict")),
-                   samples=int(samples) if samples else None,
+                   samples=_samples(get("samples")),
                    results_dir=_results_dir(config), rootdir=Path(config.rootpath),
                    keep_runs=_keep_runs(get("keep_runs")), snapshot_dir=get("snapshot_dir"),
                    quick=bool(config.getoption("specgate_quick")),
@@ -128,16 +126,6 @@ def _keep_runs(raw: Any) -> int:
                                 f"Fix: pass e.g. --specgate-keep-runs=20 (0 keeps every run).")
     return n
 
-def _table(raw: Any, verbose: int) -> str:
-    """``--specgate-table``: ``key`` (default) or ``all``; ``-v`` means ``all`` unless the option says otherwise."""
-    if raw is None:
-        return "all" if verbose > 0 else "key"
-    value = str(raw).strip().lower()
-    if value not in ("key", "all"):
-        raise pytest.UsageError(f"--specgate-table {raw!r} is not one of key, all. "
-                                f"Fix: pass --specgate-table=all for every row, or leave it out.")
-    return value
-
 
 def _lock_timeout(raw: Any) -> float:
     if raw is None:
@@ -147,3 +135,29 @@ def _lock_timeout(raw: Any) -> float:
     except ValueError:
         raise pytest.UsageError(f"specgate_lock_timeout {raw!r} is not a number of seconds. Fix: pass e.g. "
                                 "--specgate-lock-timeout=600 (negative waits forever).") from None
+
+
+def _samples(raw: Any) -> int | None:
+    """``--specgate-samples`` as a count; anything else is a usage error (one line), not an INTERNALERROR."""
+    if raw is None:
+        return None
+    try:
+        n = int(str(raw).strip())
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise pytest.UsageError(f"--specgate-samples {raw!r} is not a whole number of samples >= 1. "
+                                "Fix: pass a count such as --specgate-samples=5, or leave it out for adaptive "
+                                "sampling.")
+    return n
+
+
+def _table(raw: Any, verbose: int) -> str:
+    """``--specgate-table``: ``key`` (default) or ``all``; ``-v`` means ``all`` unless the option says otherwise."""
+    if raw is None:
+        return "all" if verbose > 0 else "key"
+    value = str(raw).strip().lower()
+    if value not in ("key", "all"):
+        raise pytest.UsageError(f"--specgate-table {raw!r} is not one of key, all. "
+                                f"Fix: pass --specgate-table=all for every row, or leave it out.")
+    return value

@@ -157,13 +157,41 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         terminal(data, terminalreporter)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Tag a report whose test could not measure (a specgate error, not a budget FAIL): the run is then
+    stored as failed. Tagged through ``user_properties`` so xdist carries it to the controller."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and isinstance(report.longrepr, tuple):  # a budget it would have judged is unjudged: say why
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        item.config.stash[session_key].skipped_tests.append(f"{item.name} ({reason})")
+    error = call.excinfo.value if call.excinfo is not None else None
+    # the fixtures re-raise a SpecgateError as pytest.fail(...) from None: the error is still its __context__
+    if error is not None and not isinstance(error, SpecgateError):
+        error = error.__context__ if isinstance(error.__context__, SpecgateError) else None
+    if error is not None:
+        text = str(error).strip()
+        line = f"{item.nodeid}: {text.splitlines()[0] if text else type(error).__name__}"
+        report.user_properties.append(("specgate_error", line))
+        item.config.stash[session_key].errors.append(line)
+
+
 def pytest_deselected(items: list[pytest.Item]) -> None:
     """Count what -m/-k/--deselect left out: the unjudged-budget list says so."""
     if items:
         items[0].config.stash[session_key].deselected += len(items)
 
 
-def _finish(state: Session, config: pytest.Config) -> Outcome:
+def _worker_errors(config: pytest.Config) -> list[str]:
+    """What xdist workers tagged (their reports reach the controller through the terminal reporter's stats)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(reporter, "stats", {}) or {}
+    return [str(v) for reports in stats.values() for r in reports
+            for k, v in getattr(r, "user_properties", ()) if k == "specgate_error"]
+
+
+def _finish(state: Session, config: pytest.Config, exitstatus: int) -> Outcome:
     """Build the run (fingerprints, host) and hand it to ``finish``; a failure to build is reported, not raised."""
     remote = config.stash.get(remote_key, Remote())
     outcome = Outcome(errors=list(remote.errors))
@@ -173,6 +201,8 @@ def _finish(state: Session, config: pytest.Config) -> Outcome:
         outcome.errors.append(f"specgate could not assemble this run's results: {e}")
         outcome.failed = True
         return outcome
+    state.errors += [e for e in _worker_errors(config) if e not in state.errors]
+    run.status, run.status_reasons = state.run_status(exitstatus)
     if state.options.strict and run.unjudged:  # an unjudged budget is a silent pass; strict refuses it
         outcome.failed = True
         outcome.errors += [f"{u.message}: fails the run under --specgate-strict" for u in run.unjudged]
@@ -194,15 +224,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash[session_key]
     state.finishing = True  # a SIGTERM from here on only marks the run interrupted
     state.shutdown()  # first: the pool's memory figures are read when it stops
-    if not (state.measurements or state.verdicts):
+    if not (state.measurements or state.verdicts or state.errors or _worker_errors(session.config)):
         return
     if hasattr(session.config, "workerinput"):  # xdist worker: the controller stores the run
         configs, errors = state.fingerprints()
         payload = worker_payload(state.measurements, state.verdicts, configs, state.memory(), errors)
         session.config.workeroutput["specgate"] = payload  # type: ignore[attr-defined]
         return
-    outcome = session.config.stash[outcome_key] = _finish(state, session.config)
-    if outcome.failed:  # baseline FAIL or unreadable results file: fail the run
+    outcome = session.config.stash[outcome_key] = _finish(state, session.config, exitstatus)
+    if (run := session.config.stash.get(run_key, None)) is not None:
+        _strict_comparison(run, outcome, state.options.strict)
+    # a baseline FAIL or an unreadable results file fails the run (an interrupted one keeps its exit status)
+    if outcome.failed and exitstatus != pytest.ExitCode.INTERRUPTED:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

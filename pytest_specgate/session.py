@@ -34,7 +34,7 @@ from pytest_specgate.options import Options
 from pytest_specgate.server.gpu import worker_gpu_candidates
 from pytest_specgate.server.pool import Running, ServerPool
 from pytest_specgate.server.process import LlamaServer, kill_all, refuse_new_servers
-from pytest_specgate.store import RunResults
+from pytest_specgate.store import RunResults, RunStatus, check_results_dir
 from pytest_specgate.verdict.budget import (
     BudgetResult,
     NoBudget,
@@ -84,15 +84,17 @@ class Session:
     finishing: bool = False
     #: where the pool says it waits for a device lock (the plugin points it at the terminal)
     announce: Any = None
+    #: first lines of the errors that kept a test from measuring (server never ready, request broke)
+    errors: list[str] = field(default_factory=list)
     #: sweep points of the collected tests (the plugin sets it), so A/B blocks span exactly those
     sweep_points: list[int] | None = None
     #: the A/B block schedule each (config, other, variant) pair was measured in
     pair_schedules: dict[tuple[str, str, str], list[tuple[str, int]]] = field(default_factory=dict)
     #: the upgrade verdict against the deployed config (``--specgate-against``)
     upgrade: Upgrade | None = None
-
     #: points a test measured and checked with no budget on them ("measured, no budget")
     no_budget: list[NoBudget] = field(default_factory=list)
+
     #: quick mode as decided from what was collected (the plugin sets it; ``quick`` explains)
     collected_quick: bool = False
     #: how many tests ``-m``/``-k``/``--deselect`` left out, and "test: reason" of each skipped test
@@ -330,6 +332,7 @@ class Session:
         def run(body: dict[str, Any]) -> Any:
             return self.server(name, log_dir).client.chat(body, workload="lossless-probe", stream=False)
 
+        check_results_dir(self.options.results_path)  # one line with the fix, not a raw errno
         return lossless.probe_outputs(self.options.results_path / lossless.STORE_NAME, file_sha256(r.model),
                                       [r.binary_sha256, *r.args], bodies, run)
 
@@ -431,10 +434,18 @@ class Session:
             thresholds=thresholds, memory={**remote.memory, **self.memory()},
             load_seconds=dict(self.pool.load_seconds) if self.pool is not None else {},
         )
+        run.upgrade = self.upgrade
         run.unjudged = self.unjudged()
         run.no_budget = list(self.no_budget)
-        run.upgrade = self.upgrade
         return run
+
+    def run_status(self, exitstatus: int) -> tuple[RunStatus, list[str]]:
+        """complete / failed / interrupted, and why: a budget FAIL is still a complete run."""
+        if self.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "interrupted", ["the run was interrupted (Ctrl-C or SIGTERM) before every test ran"]
+        if self.errors:
+            return "failed", list(dict.fromkeys(self.errors))
+        return "complete", []
 
     def confidence(self) -> float:
         try:
