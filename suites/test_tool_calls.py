@@ -36,7 +36,7 @@ def test_tool_call_snapshot(specgate_client, specgate_config, specgate_gate, sna
             f"(/props chat_template_caps.supports_tool_calls is false). Fix: pass a tool-capable template with "
             f"chat_template_file, or set expect_tool_calls = false.", pytrace=False)
     wl = specgate_config.workloads
-    body = workloads.body("tool-call", seed=wl.seed, tag=None)
+    body = workloads.body("tool-call", seed=wl.seed, tag=None, extras=specgate_config.request_extras)
     sample = specgate_client.chat(body, workload="tool-call", stream=stream)
     record = tool_call_record(sample)
     assert sample.finish_reason == "tool_calls", f"expected finish_reason 'tool_calls', got {record}"
