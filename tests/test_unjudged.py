@@ -64,7 +64,7 @@ def test_the_shipped_file_with_a_planted_typo_fails_at_load(tmp_path: Path):
     ('metric = "decode_tps"\nmin = 27', "the budget has no point*Fix: set point to one of [100, 500, 1000, 2000]"),
     ('metric = "decode_collapse"\npoint = 2000\nmin = 0.8', "recorded once for the whole sweep*Fix: remove `point`."),
     ('metric = "prefill_slowdown"\nworkload = "long-context"\npoint = 43000\nmax = 1.2', "Fix: remove `point`."),
-    ('metric = "speedup"\nworkload = "memory"\nmin = 1', "Fix: set workload = 'sweep'."),
+    ('metric = "speedup"\nworkload = "memory"\nmin = 1', "Fix: set workload = 'sweep' or 'natural'."),
 ])
 def test_budgets_no_suite_records_fail_at_load(tmp_path: Path, budget: str, expected: str):
     line = first_line(write(tmp_path, "[[configs.c.budgets]]\n" + budget + "\n"))
