@@ -65,7 +65,7 @@ def terminal(summary: TerminalSummary, tr: pytest.TerminalReporter) -> None:
         tr.write_line(line)
     for name, secs in summary.load_seconds.items():
         tr.write_line(f"{name}: {len(secs)} model load(s), {', '.join(f'{s:.1f}' for s in secs)} s")
-    for line in summary.upgrade:
+    for line in summary.upgrade[1:]:  # the header is in the banner already
         tr.write_line(line, red=": FAIL" in line, yellow=": INCONCLUSIVE" in line)
     for message in summary.skipped:
         tr.write_line(f"skipped budget: {message}")
