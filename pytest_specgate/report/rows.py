@@ -34,8 +34,8 @@ HEADER = ["config", "point", "metric", "median", "p10-p90", "interval", "N", "bu
 #: memory peaks, cache reuse and the lossless exact-match rate (-v or --specgate-table=all shows all)
 KEY_ROWS: frozenset[tuple[str, str]] = frozenset({
     ("decode_tps", "sweep"), ("decode_tps", "against"), ("ttft_ms", "long-context"), ("prefill_ms", "long-context"),
-    ("speedup", "ab"), ("acceptance", "sweep"), ("rss_peak_mib", "memory"), ("vram_peak_mib", "memory"), ("cache_reuse", "cache-reuse"),
-    ("exact_match", "lossless"),
+    ("speedup", "ab"), ("acceptance", "sweep"), ("rss_peak_mib", "memory"), ("vram_peak_mib", "memory"),
+    ("cache_reuse", "cache-reuse"), ("exact_match", "lossless"),
 })
 #: the verdict column of a row no budget judges: measured, not a pass of the gate
 NO_BUDGET = "no budget"
