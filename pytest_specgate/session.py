@@ -162,6 +162,11 @@ class Session:
         name = self.options.against or getattr(self.selected, "against", None)
         if name:
             self.config(name)  # an unknown name fails here, listing the known ones
+            if name == self.selected.name:
+                raise SpecgateConfigError(
+                    f"--specgate-against {name!r} is the selected config itself: there is nothing to hold it "
+                    f"against. Fix: name the deployed config (old binary/GGUF/flags), or give the candidate its "
+                    f"own config that extends it (`extends = {name!r}`, `against = {name!r}`).")
         return name or None
 
     # ---- servers ----

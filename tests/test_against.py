@@ -12,10 +12,11 @@ import textwrap
 
 import numpy as np
 import pytest
-from factories import measurement
+from factories import make_session, measurement
 
 from conftest import toml_config
 from pytest_specgate.config import Thresholds, Workloads
+from pytest_specgate.errors import SpecgateConfigError
 from pytest_specgate.verdict.budget import Verdict
 from pytest_specgate.verdict.paired import model_loads, pair_periods
 from pytest_specgate.verdict.upgrade import PairedChange, Upgrade, judge_upgrade, pair_points, pair_schedule
@@ -136,3 +137,13 @@ def test_reference_pairs_span_every_point_too(pytester: pytest.Pytester, server_
     result.assert_outcomes(passed=2)
     out = result.stdout.str()
     assert "spec: 2 model load(s)" in out and "plain: 1 model load(s)" in out, out
+
+
+def test_against_itself_is_refused_in_one_line(tmp_path) -> None:
+    gate = make_session(tmp_path, {})
+    gate.options.against = "demo"
+    with pytest.raises(SpecgateConfigError, match=r"^--specgate-against 'demo' is the selected config itself: .*Fix: "):
+        gate.against_name()
+    gate.options.against = "nope"
+    with pytest.raises(SpecgateConfigError, match="'nope' is not defined"):
+        gate.against_name()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from factories import make_run, measurement, rates
 
 from pytest_specgate.config import Budget
@@ -192,3 +193,10 @@ def test_benchmark_json_has_no_sentinels() -> None:
         charted = [e["value"] for e in smaller if "crossover_tokens" in str(e["name"])]
         assert charted == ([] if value in (0.0, 1e9) else [850.0])
         run.measurements.pop()
+
+
+def test_table_and_against_options_refuse_bad_values_in_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("--specgate-table=some", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--specgate-table 'some' is not one of key, all. Fix: *"])
