@@ -275,22 +275,25 @@ class Session:
         """A/B in one run, once per session: ABBA blocks spanning every point of the workload the session
         gates (``pair_points``), so a config pair costs 3 model loads whatever the number of points."""
         a, b = self.point(name, workload, point, variant), self.point(reference, workload, point, variant)
-        if a.samples and b.samples:
+        def done(x: Measurement, y: Measurement) -> bool:
+            return bool(x.samples and y.samples) and not (x.partial or y.partial)
+
+        if done(a, b):
             return a, b
         points = pair_points(self.selected.workloads, workload, point, self.quick, self.sweep_points)
         pairs = [(self.point(name, workload, p, variant), self.point(reference, workload, p, variant))
                  for p in points]
-        pairs = [(x, y) for x, y in pairs if not (x.samples and y.samples)]
+        pairs = [(x, y) for x, y in pairs if not done(x, y)]
+        for m in (m for pair in pairs for m in pair):  # complete pairs only: a half-measured one starts over
+            m.samples.clear()
+            m.warmup_samples.clear()
+            m.partial = True
         if n is None:
             n, _ = self.sample_counts(self.config(name), self.quick)
         schedule = pair_schedule(n)
-        try:
-            self.sampler(log_dir).measure_blocks(pairs, schedule)
-        except BaseException:
-            for x, y in pairs:  # a half-measured pair is not a measurement: never reuse it
-                x.samples.clear()
-                y.samples.clear()
-            raise
+        self.sampler(log_dir).measure_blocks(pairs, schedule)  # on an error every pair stays partial
+        for m in (m for pair in pairs for m in pair):
+            m.partial = False
         self.pair_schedules[(name, reference, variant)] = schedule
         return a, b
 
