@@ -26,7 +26,7 @@ from pytest_specgate import plugin
 from pytest_specgate._files import sha256_file
 from pytest_specgate.config import load as load_config
 from pytest_specgate.errors import PreflightError, ServerError, SpecgateConfigError
-from pytest_specgate.measure.roofline import parse_footprint, roofline
+from pytest_specgate.measure.roofline import decode_roofline, parse_footprint, roofline
 from pytest_specgate.provision import llama_cpp
 from pytest_specgate.provision.cache import cache_dir
 from pytest_specgate.provision.catalog import provisioned_path
@@ -586,3 +586,14 @@ def test_provisioned_llama_server_is_the_cuda_build_only_where_a_gpu_is(
     assert llama_cpp.existing_builds()[0].describe().startswith("llama.cpp 11434.0.0 CUDA sm_90 build")
     monkeypatch.setattr(llama_cpp, "local_gpu_archs", lambda nvml=None: ())
     assert "cpu-x86-64-v3" in str(provisioned_path("llama-server", where="binary"))  # no driver: CUDA cannot start
+
+
+def test_decode_roofline_gives_one_ratio_per_sample() -> None:
+    from_log = TWO_CARD_LOG
+    r, ratios = decode_roofline([90.0, 100.0, 110.0], [1000, 1000, 1000], 2000, from_log, [(1e12, "a"), (1e12, "a")])
+    assert r.bound_tps is not None and ratios == pytest.approx([d / r.bound_tps for d in (90.0, 100.0, 110.0)])
+    assert r.ratio == pytest.approx(100.0 / r.bound_tps)  # the sentence's figure is the median's
+    # context = prompt + half the output: 2000 cells of KV
+    fp = parse_footprint(from_log)
+    assert fp is not None and r.bytes_per_token == pytest.approx(sum(fp.bytes_per_token(2000).values()))
+    assert decode_roofline([50.0], [100], 256, from_log, []) == (roofline(50.0, 228, fp, []), [])

@@ -21,6 +21,7 @@ bandwidth and do not make one up.
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass, field
 
 __all__ = ["Footprint", "Roofline", "parse_footprint", "roofline"]
@@ -122,7 +123,7 @@ def decode_roofline(decode_tps: list[float], prompt_tokens: list[int], output_to
     if not decode_tps:
         return Roofline(None, reason="no decode samples"), []
     context = sum(prompt_tokens) / max(1, len(prompt_tokens)) + output_tokens / 2
-    median = sorted(decode_tps)[len(decode_tps) // 2]
+    median = statistics.median(decode_tps)
     r = roofline(median, context, parse_footprint(log_text), bandwidths)
     if r.bound_tps is None:
         return r, []
