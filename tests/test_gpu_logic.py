@@ -34,6 +34,7 @@ from pytest_specgate.server import gpu as gpu_module
 from pytest_specgate.server.gpu import BANDWIDTH_TABLE, VramTracker, parse_visible_devices, peak_bandwidth, select_gpus
 from pytest_specgate.server.gpu_lock import DeviceLock, acquire_devices, pick_free_device
 from pytest_specgate.server.memory import MemoryProbe
+from pytest_specgate.server.process import LlamaServer
 
 MIB = 2**20
 
@@ -597,3 +598,15 @@ def test_decode_roofline_gives_one_ratio_per_sample() -> None:
     fp = parse_footprint(from_log)
     assert fp is not None and r.bytes_per_token == pytest.approx(sum(fp.bytes_per_token(2000).values()))
     assert decode_roofline([50.0], [100], 256, from_log, []) == (roofline(50.0, 228, fp, []), [])
+
+
+def test_the_real_load_log_has_the_lines_the_roofline_reads(server_bin: Path, tiny_gguf: Path, tmp_path: Path) -> None:
+    """The pinned llama-server at -lv 4 logs model and KV buffers in the format parse_footprint reads (CPU here:
+    the same lines name CUDA0... on a GPU build)."""
+    with LlamaServer("t", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "512", "-lv", "4"], {}, tmp_path,
+                     startup_timeout=60) as srv:
+        text = srv.log_path.read_text(errors="replace")
+    fp = parse_footprint(text)
+    assert fp is not None and fp.weights.get("CPU_Mapped", 0) > 0
+    assert fp.kv and all(cells >= 512 and per_cell > 0 for _, per_cell, cells in fp.kv)
+    assert fp.bytes_per_token(100) == {}  # nothing in GPU memory: the roofline says "not a GPU decode"
