@@ -225,7 +225,7 @@ def _history(old: StoredRun, history: Sequence[StoredRun], config: str) -> list[
     fp = old.configs.get(config)
     runs = [old]
     for run in history:
-        if run.run_id == old.run_id or fp is None:
+        if fp is None or (run.run_id == old.run_id and run == old):  # the baseline's own copy under runs/
             continue
         other = run.configs.get(config)
         if other is not None and _same_config(other, fp):
