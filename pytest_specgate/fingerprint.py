@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pytest_specgate._files import cached_sha256, read_hash_cache, sha256_file, write_hash_cache
 from pytest_specgate._proc import scrubbed_env
-from pytest_specgate.config import group_args, redact_args
+from pytest_specgate.argv import group_args, redact_args
 from pytest_specgate.preflight import ModelFacts, Resolved
 from pytest_specgate.provision.cache import hash_cache_path
 from pytest_specgate.server.memory import gpu_inventory
