@@ -518,6 +518,7 @@ def _gpu_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, server_
     """suites/test_memory.py against the tiny model on a machine whose (stand-in) GPU has another tenant."""
     tenant = Card(procs=[Proc(777, 3000 * MIB)], used=3500 * MIB)
     monkeypatch.setattr(gpu_module, "_pynvml", FakeNvml([tenant]))
+    monkeypatch.setattr(tempfile, "tempdir", str(pytester.path))  # its own device lock: other runs cannot starve it
     budget = '\n[[configs.t.budgets]]\nmetric = "vram_peak_mib"\nworkload = "memory"\nmax = 21504\n'
     pytester.makefile(".toml", specgate=toml_config("t", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "512"],
                                                     budget))
