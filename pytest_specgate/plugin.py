@@ -125,6 +125,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     params = [getattr(getattr(item, "callspec", None), "params", {}) for item in items]
     points = sorted({p["specgate_output_len"] for p in params if "specgate_output_len" in p})
     config.stash[session_key].sweep_points = points or None  # A/B blocks span exactly the collected points
+    paired = {str(mark.args[0]) for item in gated if "specgate_measure_pair" in getattr(item, "fixturenames", ())
+              for mark in item.iter_markers("specgate_workload") if mark.args}
+    config.stash[session_key].paired_workloads = paired or None
     try:
         config.stash[session_key].preflight_selected()
     except SpecgateError as e:

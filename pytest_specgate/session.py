@@ -52,6 +52,7 @@ from pytest_specgate.verdict.upgrade import (
     PairedChange,
     Upgrade,
     judge_upgrade,
+    pair_plan,
     pair_points,
     pair_schedule,
 )
@@ -88,6 +89,9 @@ class Session:
     errors: list[str] = field(default_factory=list)
     #: sweep points of the collected tests (the plugin sets it), so A/B blocks span exactly those
     sweep_points: list[int] | None = None
+    #: workloads the collected tests measure in A/B pairs with the reference (their ``specgate_workload``
+    #: marks; the plugin sets it), so one set of ABBA blocks spans them all
+    paired_workloads: set[str] | None = None
     #: the A/B block schedule each (config, other, variant) pair was measured in
     pair_schedules: dict[tuple[str, str, str], list[tuple[str, int]]] = field(default_factory=dict)
     #: the upgrade verdict against the deployed config (``--specgate-against``)
@@ -280,9 +284,9 @@ class Session:
 
         if done(a, b):
             return a, b
-        points = pair_points(self.selected.workloads, workload, point, self.quick, self.sweep_points)
-        pairs = [(self.point(name, workload, p, variant), self.point(reference, workload, p, variant))
-                 for p in points]
+        paired = self.paired_workloads if variant == "ab" else None  # the upgrade verdict pairs the sweep only
+        plan = pair_plan(self.selected.workloads, workload, point, self.quick, self.sweep_points, paired)
+        pairs = [(self.point(name, w, p, variant), self.point(reference, w, p, variant)) for w, p in plan]
         pairs = [(x, y) for x, y in pairs if not done(x, y)]
         for m in (m for pair in pairs for m in pair):  # complete pairs only: a half-measured one starts over
             m.samples.clear()

@@ -7,6 +7,8 @@ config's `reference` in the same run, on the same points, as paired sample ratio
 
 from statistics import median
 
+import pytest
+
 from pytest_specgate import Budget, crossover_point, crossovers, paired_ratios
 
 
@@ -52,6 +54,7 @@ def test_speculation_is_active(specgate_measure, specgate_check, specgate_config
     specgate_check(m, [b for b in budgets if b.metric == "acceptance"])
 
 
+@pytest.mark.specgate_workload("sweep")
 def test_speedup_over_reference(specgate_measure_pair, specgate_check, specgate_config, specgate_gate,
                                 specgate_output_len):
     """decode_tps and wall clock over the reference config's, sample by sample, A/B alternated."""
@@ -63,6 +66,7 @@ def test_speedup_over_reference(specgate_measure_pair, specgate_check, specgate_
     specgate_check(m)  # the config's speedup / wall_speedup budgets at this point
 
 
+@pytest.mark.specgate_workload("natural")  # its A/B pairs share the sweep's ABBA blocks (3 model loads)
 def test_speculation_on_natural_outputs(specgate_measure_pair, specgate_check, specgate_config, specgate_reference,
                                         specgate_gate):
     """Acceptance and speedup on answers that are long on their own, not on forced-length loops.
@@ -89,6 +93,7 @@ def test_speculation_on_natural_outputs(specgate_measure_pair, specgate_check, s
     specgate_check(m)  # the config's speedup budget at workload "natural", if any
 
 
+@pytest.mark.specgate_workload("sweep")
 def test_wall_clock_crossover(specgate_measure, specgate_measure_pair, specgate_check, specgate_config,
                               specgate_reference, specgate_gate):
     """Output length where this config and its reference take the same wall clock.

@@ -19,7 +19,14 @@ from pytest_specgate.config import Thresholds, Workloads
 from pytest_specgate.errors import SpecgateConfigError
 from pytest_specgate.verdict.budget import Verdict
 from pytest_specgate.verdict.paired import model_loads, pair_periods
-from pytest_specgate.verdict.upgrade import PairedChange, Upgrade, judge_upgrade, pair_points, pair_schedule
+from pytest_specgate.verdict.upgrade import (
+    PairedChange,
+    Upgrade,
+    judge_upgrade,
+    pair_plan,
+    pair_points,
+    pair_schedule,
+)
 
 
 def drifting(center: float, schedule: list[tuple[str, int]], side: str, drift: float, seed: int) -> list[float]:
@@ -45,6 +52,16 @@ def test_blocks_span_every_point_and_cost_three_loads() -> None:
     assert schedule == [("A", 6), ("B", 6), ("B", 6), ("A", 6)]  # the candidate first, then twice the other
     assert model_loads(schedule) == 3
     assert pair_schedule(1) == [("A", 1), ("B", 1)]
+
+
+def test_one_set_of_blocks_spans_every_paired_workload() -> None:
+    """The speedup sweep and the natural-output pairs share one ABBA: 3 loads, not 3 per workload."""
+    wl = Workloads(sweep=[64, 256])
+    both = [("natural", None), ("sweep", 64), ("sweep", 256)]
+    assert pair_plan(wl, "sweep", 64, False, None, {"sweep", "natural"}) == both
+    assert pair_plan(wl, "natural", None, False, None, {"sweep", "natural"}) == both
+    assert pair_plan(wl, "natural", None, False, [64], {"sweep", "natural"}) == [("natural", None), ("sweep", 64)]
+    assert pair_plan(wl, "sweep", 256, True, None, None) == [("sweep", 256)]
 
 
 @pytest.mark.parametrize(("slowdown", "expected"), [(0.0, Verdict.PASS), (0.15, Verdict.FAIL)])
@@ -122,21 +139,29 @@ def test_against_measures_both_configs_in_abba_blocks_with_three_loads(pytester:
 
 
 def test_reference_pairs_span_every_point_too(pytester: pytest.Pytester, server_bin, tiny_gguf) -> None:
-    """The speedup A/B (config vs its reference) used to restart servers for every point."""
+    """The speedup A/B (config vs its reference) used to restart servers for every point and workload."""
     ref = toml_config("plain", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024"])
     cfg = toml_config("spec", server_bin, tiny_gguf, ["-t", "1", "-np", "1", "-c", "1024", "-b", "512"],
                       extra='reference = "plain"\n')
     pytester.makefile(".toml", specgate=ref + cfg)
     pytester.makepyfile(textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.specgate_workload("sweep")
         def test_pair(specgate_measure_pair, specgate_output_len):
             cur, ref = specgate_measure_pair("sweep", specgate_output_len)
+            assert len(cur.samples) == len(ref.samples) == 3
+
+        @pytest.mark.specgate_workload("natural")
+        def test_natural(specgate_measure_pair):
+            cur, ref = specgate_measure_pair("natural")
             assert len(cur.samples) == len(ref.samples) == 3
         """))
     result = pytester.runpytest("-p", "no:cacheprovider", "--specgate-config=spec",
                                 f"--specgate-results={pytester.path / 'r'}")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     out = result.stdout.str()
-    assert "spec: 2 model load(s)" in out and "plain: 1 model load(s)" in out, out
+    assert "spec: 2 model load(s)" in out and "plain: 1 model load(s)" in out, out  # two workloads, one ABBA
 
 
 def test_against_itself_is_refused_in_one_line(tmp_path) -> None:

@@ -27,8 +27,8 @@ from pytest_specgate.verdict.budget import Verdict
 from pytest_specgate.verdict.intervals import coverage_label
 from pytest_specgate.verdict.paired import AB_ALPHA, AB_BLOCKS, AB_SAMPLES, abba_schedule, judge_paired, pair_periods
 
-__all__ = ["AB_SAMPLES", "AGAINST", "UPGRADE_METRICS", "PairedChange", "Upgrade", "judge_upgrade", "pair_points",
-           "pair_schedule"]
+__all__ = ["AB_SAMPLES", "AGAINST", "UPGRADE_METRICS", "PairedChange", "Upgrade", "judge_upgrade", "pair_plan",
+           "pair_points", "pair_schedule"]
 
 #: what the upgrade verdict judges at every point. Decode is what the field report's regressions were
 #: about; wall clock and TTFT on the sweep's short prompt move with decode or are too small to judge
@@ -49,6 +49,22 @@ def pair_points(wl: Workloads, workload: str, point: int | None, quick: bool,
         return [point]
     points = collected or (wl.quick_sweep or [max(wl.sweep)] if quick else wl.sweep)
     return [*sorted({*points, point})]
+
+
+def pair_plan(wl: Workloads, workload: str, point: int | None, quick: bool, collected: list[int] | None = None,
+              paired: set[str] | None = None) -> list[tuple[str, int | None]]:
+    """Every (workload, point) one set of A/B blocks spans: the requested workload's points (``pair_points``)
+    plus those of the other workloads the collected tests pair (``paired``: their ``specgate_workload``
+    marks), so a config pair costs 3 model loads per session, not 3 per paired workload."""
+    out: list[tuple[str, int | None]] = []
+    for name in sorted({workload, *(paired or ())}):
+        if name == workload:
+            out += [(name, p) for p in pair_points(wl, name, point, quick, collected)]
+        elif name == "sweep":
+            out += [(name, p) for p in sorted(collected or (wl.quick_sweep or [max(wl.sweep)] if quick else wl.sweep))]
+        else:
+            out.append((name, None))
+    return out
 
 
 def pair_schedule(n_per_side: int) -> list[tuple[str, int]]:
