@@ -169,3 +169,17 @@ def test_mean_accepted_run_reads_the_pinned_builds_log_line() -> None:
             "generated), mean len =  1.86\n")
     assert mean_accepted_run("noise\n" + line) == 1.86
     assert mean_accepted_run("no statistics here") is None
+
+
+@pytest.mark.slow
+def test_a_server_that_ignores_the_reasoning_budget_fails_the_gate(tmp_path: Path) -> None:
+    """The same twin with the budget switched off (``--reasoning-budget -1``, what a build that stopped honouring
+    the flag would do): the random-weight model never closes its ``<think>``, so every response reasons to the
+    output length and ``reasoning_tokens <= 257`` fails, by name."""
+    cfg = tmp_path / "specgate.toml"
+    cfg.write_text((ROOT / "specgate.toml").read_text() + '\n[configs.ci-no-budget]\nextends = "ci-autoregressive"\n'
+                   'args = ["--reasoning-budget", "-1"]\n')
+    proc = _suites("ci-no-budget", tmp_path / "r", "suites/test_decode.py", "-k", "out384",
+                   f"--specgate-file={cfg}")
+    assert proc.returncode == 1, proc.stdout[-4000:]
+    assert "reasoning_tokens <= 257 at sweep@384: FAIL" in proc.stdout, proc.stdout[-4000:]
