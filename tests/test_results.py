@@ -204,11 +204,17 @@ def test_finish_baseline_save_then_regression_fails_and_names_the_flag(tmp_path:
     assert stored.comparison is not None and stored.comparison.failed
 
 
-def test_finish_with_a_missing_baseline_still_stores_the_run(tmp_path: Path, cache: Path) -> None:
-    outcome = finish_session(make_session(tmp_path, {256: rates(39.5)}), compare_name="main")
-    assert outcome.failed is True
-    assert "no baseline named 'main'" in outcome.errors[0] and "--specgate-baseline-save main" in outcome.errors[0]
+def test_finish_with_a_missing_baseline_says_how_to_create_it(tmp_path: Path, cache: Path) -> None:
+    """A baseline that does not exist yet is one line with the command that creates it, not a failed run
+    (the first CI run has nothing to compare with); --specgate-strict turns it into a failure."""
+    session = make_session(tmp_path, {256: rates(39.5)})
+    outcome = finish(session.build_run(), session.options.results_path, compare_name="main")
+    assert outcome.failed is False and not outcome.errors
+    line = next(text for text in outcome.baseline if "no baseline named 'main'" in text)
+    assert "specgate baseline promote latest --name main" in line
     assert (tmp_path / "out" / "latest.json").exists()
+    strict = finish(session.build_run(), session.options.results_path, compare_name="main", strict=True)
+    assert strict.failed is True and "--specgate-strict" in strict.errors[0]
 
 
 def test_finish_refuses_to_overwrite_a_corrupt_latest(tmp_path: Path, cache: Path) -> None:

@@ -9,13 +9,13 @@ tests passes whatever the code does.
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pytest_specgate.config import Thresholds, Workloads
+from pytest_specgate.config import Thresholds, Workloads, load
+from pytest_specgate.metrics import METRICS
 from pytest_specgate.verdict.intervals import (
     coverage_label,
     median_coverage,
@@ -52,15 +52,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def shipped_samplers() -> list[tuple[int, int, int, float]]:
-    """(samples, max_samples, quick_samples, confidence) of every config in the shipped specgate.toml,
-    plus the defaults a config without a workloads table gets."""
+    """(samples, max_samples, quick_samples, confidence) of every shipped config that judges a budget
+    through the sampler, plus the defaults a config without a workloads table gets.
+
+    Configs whose budgets are all exact figures (judged value by value, e.g. the CI twins' reasoning
+    tokens) never run the sequential design, so their sample counts are not held to its error rates.
+    """
     d = Workloads()
     found = {(d.samples, d.max_samples, d.quick_samples, d.confidence)}
-    data = tomllib.loads((ROOT / "specgate.toml").read_text())
-    for cfg in data.get("configs", {}).values():
-        wl = cfg.get("workloads", {})
-        found.add((wl.get("samples", d.samples), wl.get("max_samples", d.max_samples),
-                   wl.get("quick_samples", d.quick_samples), wl.get("confidence", d.confidence)))
+    for cfg in load(ROOT / "specgate.toml").configs.values():
+        if any(not METRICS[b.metric].exact for b in cfg.budgets):
+            wl = cfg.workloads
+            found.add((wl.samples, wl.max_samples, wl.quick_samples, wl.confidence))
     return sorted(found)
 
 
