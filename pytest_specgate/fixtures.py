@@ -116,6 +116,7 @@ def specgate_check(specgate_gate: Session) -> Callable[..., list[BudgetResult]]:
 
     return check
 
+
 @pytest.fixture
 def specgate_against(specgate_gate: Session, specgate_config: ServingConfig,
                      specgate_log_dir: Any) -> Callable[..., list[PairedChange]]:
