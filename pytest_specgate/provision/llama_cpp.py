@@ -11,6 +11,9 @@ The CUDA backend builds the same sdist with ``GGML_CUDA=ON`` for the local GPUs'
 only (one architecture compiles in minutes; llama.cpp's default list takes far longer), into its own
 cache directory next to the CPU build. Once a CUDA build exists, ``provisioned:llama-server`` means
 it: a machine with a GPU gates the GPU path unless a config names a binary itself.
+
+This module is the spec, the sdist and the manifest; :mod:`~pytest_specgate.provision.build_steps` runs
+each CMake/ninja step (logged, with progress, a CUDA failure named).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from pytest_specgate._files import announced_lock, sha256_file, write_atomic
-from pytest_specgate._proc import stop_group
 from pytest_specgate.errors import PreflightError
+from pytest_specgate.provision.build_steps import run_build_step, unusable_build_dir
 from pytest_specgate.provision.cache import Log, cache_dir
 from pytest_specgate.provision.cuda import CUDA_FLAGS, cuda_failure, local_gpu_archs, nvcc_path
 from pytest_specgate.provision.models import DEMO_MODEL_NAME, synthetic_model
@@ -155,8 +158,6 @@ def build_spec(backend: Backend = "cpu", *, cuda_arch: str | None = None, fa_all
     return BuildSpec("cuda", version, variant, flags, archs)
 
 
-PROGRESS_EVERY_S = 30.0
-
 
 def llama_cpp_dir(spec: BuildSpec | None = None) -> Path:
     """A build's directory: ``src/``, ``build/``, ``build.log``, ``build.json`` (default: the CPU build).
@@ -261,83 +262,6 @@ def _fetch_sdist(root: Path, log: Log) -> None:
         os.replace(tmp_dir / "src", root / "src")
 
 
-_PROGRESS = re.compile(rb"^\[\d+/\d+\][^\n]*", re.MULTILINE)
-
-
-def _last_progress_line(log_path: Path) -> str | None:
-    """The latest ninja ``[N/M] ...`` line in the log's tail (the log can be megabytes of warnings)."""
-    with log_path.open("rb") as f:
-        f.seek(max(0, log_path.stat().st_size - 65536))
-        hits = _PROGRESS.findall(f.read())
-    return hits[-1].decode(errors="replace")[:160] if hits else None
-
-
-def _run_logged(argv: list[str], log_path: Path, log: Log, label: str, env: dict[str, str] | None = None) -> None:
-    """Run ``argv`` with output appended to ``log_path``, reporting progress every ~30 s.
-
-    A 15-minute compile that prints nothing looks hung and gets killed by impatient people or CI
-    no-output timeouts; the progress line proves it is alive. The child runs in its own process
-    group, which is killed on every exit path (Ctrl-C included) so no compiler outlives us.
-    """
-    start = time.monotonic()
-    with log_path.open("ab") as out:
-        out.write(f"\n$ {' '.join(argv)}\n".encode())
-        out.flush()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=None if env is None else {**os.environ, **env})
-        try:
-            while True:
-                try:
-                    rc = proc.wait(timeout=PROGRESS_EVERY_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    line = _last_progress_line(log_path) or "working"
-                    log(f"{label}: {line} ({time.monotonic() - start:.0f} s)")
-        finally:
-            if proc.poll() is None:
-                stop_group(proc)
-    if rc != 0:
-        tail = log_path.read_bytes()[-3000:].decode(errors="replace")
-        raise PreflightError(f"{label} failed (exit {rc}); full log: {log_path}\n...{tail}")
-
-
-def _unusable_build_dir(build: Path, generator: str) -> str | None:
-    """Why an existing CMake build dir cannot be configured again in place, or None if it can.
-
-    CMake refuses to switch generators, and refuses a cache created at another path (a cache dir
-    restored elsewhere); only then is deleting the (otherwise incremental) build dir the right call.
-    """
-    cache = build / "CMakeCache.txt"
-    if not cache.is_file():
-        return None
-    text = cache.read_text(errors="replace")
-    entries = dict(re.findall(r"^(CMAKE_GENERATOR|CMAKE_CACHEFILE_DIR):INTERNAL=(.*)$", text, re.MULTILINE))
-    if entries.get("CMAKE_GENERATOR", generator) != generator:
-        return f"it was configured for {entries['CMAKE_GENERATOR']!r}, now {generator!r}"
-    if Path(entries.get("CMAKE_CACHEFILE_DIR", build)).resolve() != build.resolve():
-        return f"it was configured at {entries['CMAKE_CACHEFILE_DIR']}"
-    return None
-
-
-def _run_build_step(argv: list[str], log_path: Path, log: Log, label: str, spec: BuildSpec) -> None:
-    """:func:`_run_logged`, but a CUDA failure's first line names the missing piece and the log."""
-    start = log_path.stat().st_size if log_path.exists() else 0
-    env = None
-    if spec.backend == "cuda" and not os.environ.get("CUDACXX") and (nvcc := nvcc_path()):
-        env = {"CUDACXX": nvcc}  # CMake looks on PATH only; /usr/local/cuda/bin often is not on it
-    try:
-        _run_logged(argv, log_path, log, label, env)
-    except PreflightError as e:
-        if spec.backend != "cuda":
-            raise
-        with log_path.open("rb") as f:
-            f.seek(start)
-            why = cuda_failure(f.read().decode(errors="replace"))
-        if why is None:
-            raise
-        raise PreflightError(f"{label} (CUDA) failed: {why}. Full log: {log_path}\n{e}") from e
-
-
 def _build(spec: BuildSpec, log: Log) -> BuildInfo:
     """Configure + build into ``root/build``; incremental when a previous (possibly interrupted) build exists."""
     started = time.monotonic()
@@ -353,18 +277,18 @@ def _build(spec: BuildSpec, log: Log) -> BuildInfo:
     build = root / "build"
     # Ninja when available: its incremental no-op build is what makes "manifest lost" cheap.
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    if reason := _unusable_build_dir(build, "Ninja" if generator else "Unix Makefiles"):
+    if reason := unusable_build_dir(build, "Ninja" if generator else "Unix Makefiles"):
         log(f"llama.cpp: starting {build} over: {reason}")
         shutil.rmtree(build)
     log_path = root / "build.log"
     log(f"llama.cpp: configuring the {spec.variant} build (log: {log_path})")
     configure = ["cmake", "-S", str(root / "src"), "-B", str(build), *generator, *CMAKE_FLAGS, *spec.flags]
-    _run_build_step(configure, log_path, log, "llama.cpp configure", spec)
+    run_build_step(configure, log_path, log, "llama.cpp configure", spec.backend)
     cold = "about 7 min on 2 cores" if spec.backend == "cpu" else "a few minutes on 16 cores for one architecture"
     log(f"llama.cpp: building {', '.join(BUILD_TARGETS)} ({spec.variant}) on {os.cpu_count()} cores "
         f"({cold} when cold; seconds when already built)")
-    _run_build_step(["cmake", "--build", str(build), "--target", *BUILD_TARGETS, "-j", str(os.cpu_count() or 1)],
-                    log_path, log, "llama.cpp build", spec)
+    run_build_step(["cmake", "--build", str(build), "--target", *BUILD_TARGETS, "-j", str(os.cpu_count() or 1)],
+                   log_path, log, "llama.cpp build", spec.backend)
     binaries = {name: build / "bin" / name for name in BUILD_TARGETS}
     missing = [str(p) for p in binaries.values() if not p.is_file()]
     if missing:
