@@ -29,7 +29,7 @@ class Metric:
     #: only exists on this measurement variant ("ab": A/B pairs, "lossless": the lossless probe)
     variant: str = ""
     #: the workloads a budget on it can sit at: the suites record it only there, so a budget anywhere
-    #: else would never be judged (config.py refuses it at load)
+    #: else would never be judged (config/loading.py refuses it at load)
     workloads: tuple[str, ...] = ()
     #: at the ``sweep`` workload it is recorded per output length (a budget names a sweep ``point``);
     #: False for figures of the whole sweep (collapse, crossover: ``point`` stays empty)
