@@ -11,6 +11,10 @@ import textwrap
 import time
 from pathlib import Path
 
+# Imported before any in-process pytester run: pytester restores sys.modules after each inline run, and
+# an httpcore first imported inside one would be dropped and imported again later, with new exception
+# classes that httpx's cached exception map no longer recognises (raw httpcore errors in later tests).
+import httpcore  # noqa: F401
 import psutil
 import pytest
 
@@ -25,6 +29,8 @@ def _no_real_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     plugin's own tests (and every pytest process they start, which inherits the environment) would fill
     it with test runs; a test that checks the summary sets its own file."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    # the pytest processes the tests start parse their own output; the caller's options (-q) must not leak in
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
 
 
 @pytest.fixture(scope="session")
