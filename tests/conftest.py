@@ -7,6 +7,7 @@ The llama-server build and the models come from `specgate provision` (cached und
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 import time
 from pathlib import Path
@@ -17,6 +18,11 @@ from pathlib import Path
 import httpcore  # noqa: F401
 import psutil
 import pytest
+
+# A shell's background job (`make test &`) starts with SIGINT ignored, and every pytest process the tests
+# start would inherit that, so the Ctrl-C tests could never interrupt them: restore the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from pytest_specgate import provision
 

@@ -160,7 +160,10 @@ def test_the_plain_twin_drafts_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     samples = _sweep_samples(_run(tmp_path), "ci-autoregressive")
     assert samples and all(s["timings"]["draft_n"] == 0 for s in samples)
-    assert {s["reasoning_chunks"] for s in samples if s["point"] == 384} == {256}
+    # the random-weight model never closes <think>, so every response runs into --reasoning-budget 256;
+    # counted as streamed chunks, where the server may now and then send two tokens in one chunk
+    chunks = [s["reasoning_chunks"] for s in samples if s["point"] == 384]
+    assert chunks and all(250 <= c <= 257 for c in chunks), chunks
 
 
 def test_mean_accepted_run_reads_the_pinned_builds_log_line() -> None:
