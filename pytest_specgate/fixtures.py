@@ -112,7 +112,8 @@ def specgate_check(specgate_gate: Session) -> Callable[..., list[BudgetResult]]:
     fails the test with budget, median, interval, N and samples."""
 
     def check(m: Measurement, budgets: list[Budget] | None = None) -> list[BudgetResult]:
-        return specgate_gate.check(m, budgets)
+        with specgate_errors():  # a partial measurement: one line, not a traceback
+            return specgate_gate.check(m, budgets)
 
     return check
 
@@ -123,9 +124,10 @@ def specgate_against(specgate_gate: Session, specgate_config: ServingConfig,
     """``against(workload, point=None) -> [PairedChange]``: the upgrade verdict at one point.
 
     The selected config and the deployed one (``--specgate-against`` or the config's ``against``) are
-    measured side by side, in ABBA blocks spanning every point the session gates (3 model loads),
-    and judged on paired ratios with the file's thresholds. A FAIL fails the test naming the change
-    and what differs between the two configs. Skips the test when there is no deployed config.
+    measured side by side, in ABBA blocks spanning every point the session gates, each on a fresh
+    model load (``ab_loads``), and judged on the blocks' means with the file's thresholds. A FAIL fails
+    the test naming the change and what differs between the two configs. Skips the test when there is
+    no deployed config.
     """
     with specgate_errors():
         against = specgate_gate.against_name()

@@ -2,8 +2,9 @@
 
 Run with the deployed config named: ``pytest suites/ --specgate-config=NEW --specgate-against=DEPLOYED``
 (or an ``against`` key in NEW's config). Both are measured in this session, in ABBA blocks spanning
-every sweep point (3 model loads), so drift of the machine hits both alike; decode is judged on
-paired ratios against the file's ``[thresholds]``. Without a deployed config these tests skip.
+every sweep point, each block on a fresh model load (``ab_loads``, 12), so drift of the machine hits
+both alike and the spread between loads is in the interval; decode is judged on the blocks' means
+against the file's ``[thresholds]``. Without a deployed config these tests skip.
 """
 
 import pytest

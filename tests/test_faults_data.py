@@ -267,7 +267,9 @@ def test_extends_child_repeatable_flags_replace_every_parent_occurrence() -> Non
     ("confidence", "1.5", "key 'configs.k.workloads.confidence': Input should be less than 1. "
                           "Fix: set it within that range (the default is confidence = 0.95)."),
     ("warmup", "-3", "key 'configs.k.workloads.warmup': Input should be greater than or equal to 0."),
-    ("ab_rounds", "0", "key 'configs.k.workloads.ab_rounds': Input should be greater than or equal to 1."),
+    ("ab_loads", "2", "key 'configs.k.workloads.ab_loads': Input should be greater than or equal to 4."),
+    ("ab_loads", "6", "key 'configs.k.workloads': Value error, ab_loads (6) is not a multiple of 4; the upgrade"),
+    ("ab_loads", "28", "key 'configs.k.workloads': Value error, ab_samples (12) cannot fill 14 blocks a side"),
     ("request_timeout", "0", "key 'configs.k.workloads.request_timeout': Input should be greater than 0."),
 ])
 def test_workload_values_are_validated(tmp_path, key, value, first) -> None:

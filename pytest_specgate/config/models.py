@@ -115,10 +115,12 @@ class Workloads(_Strict):
     quick_samples: int = Field(default=3, ge=1)
     quick_sweep: list[int] | None = None
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    ab_rounds: int = Field(default=2, ge=1)
     #: samples per side for the upgrade verdict (--specgate-against), in ABBA blocks; 12 is the design the
     #: seeded simulations validate (verdict/paired.py)
     ab_samples: int = Field(default=12, ge=2)
+    #: model loads (= blocks, ABBA repeated) the upgrade verdict spreads those samples over; the load is
+    #: the unit of its interval, which has ab_loads - 3 degrees of freedom (verdict/paired.py)
+    ab_loads: int = Field(default=12, ge=4)
     probe_prompts: int = Field(default=3, ge=0)
     probe_max_tokens: int = Field(default=0, ge=0)
     seed: int = 42
@@ -136,6 +138,12 @@ class Workloads(_Strict):
         if self.max_samples < self.samples:
             raise ValueError(f"max_samples ({self.max_samples}) is below samples ({self.samples}); "
                              f"adaptive sampling only adds samples")
+        if self.ab_loads % 4:
+            raise ValueError(f"ab_loads ({self.ab_loads}) is not a multiple of 4; the upgrade verdict's blocks run "
+                             f"ABBA, ABBA, ... Fix: use 4, 8 or 12")
+        if self.ab_samples < self.ab_loads // 2:
+            raise ValueError(f"ab_samples ({self.ab_samples}) cannot fill {self.ab_loads // 2} blocks a side "
+                             f"(ab_loads = {self.ab_loads}). Fix: raise ab_samples or lower ab_loads")
         return self
 
 

@@ -61,9 +61,11 @@ class Sampler:
     """Takes samples of configs' workload points on the servers that ``server`` hands out."""
 
     def __init__(self, config: Callable[[str], ServingConfig], server: Callable[[str], Running], *,
-                 samples: int | None, quick: bool) -> None:
+                 samples: int | None, quick: bool, stop: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.server = server
+        #: stops the live server, so the next ``server`` call loads the model afresh
+        self.stop = stop
         self.samples = samples
         self.quick = quick
 
@@ -143,22 +145,27 @@ class Sampler:
         self.measure_blocks([(a, b)], schedule)
         return a, b
 
-    def measure_blocks(self, pairs: list[tuple[Measurement, Measurement]],
-                       schedule: list[tuple[str, int]]) -> list[tuple[Measurement, Measurement]]:
+    def measure_blocks(self, pairs: list[tuple[Measurement, Measurement]], schedule: list[tuple[str, int]],
+                       *, fresh: bool = False) -> list[tuple[Measurement, Measurement]]:
         """A/B in one run: (candidate, other) measurements of several points, in blocks that span them all.
 
         Only one server runs at a time (a GPU rarely fits two 20 GiB servers), so every change of side
         is a model load. Blocks follow ``schedule`` ("A" = the candidate, first): ABBA measures every
         point of the candidate, then every point of the other config twice over, then the candidate
-        again, so a pair costs 3 loads whatever the number of points, and linear machine drift cancels
-        (``verdict.paired``). The old order, reference first then candidate per point and per round,
-        put every candidate sample after its partner and restarted servers for every point. Warm-ups
-        are taken after each load only: the next block of the same side runs on a warm server.
+        again, so a pair costs 3 loads (one per block when ``fresh``) whatever the number of points, and
+        linear machine drift cancels (``verdict.paired``). The old order, reference first then candidate
+        per point and per round, put every candidate sample after its partner and restarted servers for every
+        point. Warm-ups are taken after each load only: the next block of the same side runs on a warm server.
+
+        ``fresh``: every block on its own load (the upgrade verdict), so each block is one draw of the
+        load-to-load spread, which the verdict then measures instead of mistaking it for a change.
         """
         caches: dict[str, dict[tuple[str, int | None], dict[str, Any]]] = {}
         previous = ""
         for side, count in schedule:
-            switched = side != previous
+            switched = side != previous or fresh
+            if fresh and side == previous:
+                self.stop()
             previous = side
             for a, b in pairs:
                 m = a if side == CANDIDATE else b

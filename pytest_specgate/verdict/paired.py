@@ -6,12 +6,18 @@ sample i of the candidate to sample i of the reference keeps only what differs b
 
 Order matters. "Reference first, then candidate", repeated, puts every candidate sample later than
 its partner, so a machine slowing down over the session reads as a regression of the candidate.
-ABBA blocks (candidate, reference, reference, candidate) put half the pairs each way round: a
-linear drift adds +d to the first half's log ratios and -d to the second half's. ``judge_paired``
-with ``periods`` (from ``pair_periods``) compares within each half and averages the halves, the
-classical two-period crossover analysis: linear drift cancels from the estimate AND from the noise.
-Blocks span all points of a workload, so a config pair costs 3 model loads per session (A, BB, A)
-whatever the number of points.
+ABBA blocks (candidate, reference, reference, candidate, ...) put the sides' mean times together.
+
+Loads matter too. Every server start lands on its own memory pages and cores, and on the 2-core
+development machine decode differed between fresh loads of one unchanged config by 4.6% (SD of
+6-sample means over 10 loads), three times what the samples' own noise explains (1.0-1.4%). Judging
+samples as if they were independent then mistakes one unlucky load for a regression: the old design
+(A, BB, A on 3 loads, a sample-level crossover test) false-FAILed an unchanged config 16.9% of the
+time in simulation with that load noise. So the unit is the load: every block of ``upgrade_schedule``
+runs on a fresh server, and ``judge_blocks`` fits the blocks' mean log values with a side effect and
+a linear drift over the session (ABBA keeps the two apart). The load's own spread is then part of the
+residual the interval is built from, whatever its size, with ``blocks - 3`` degrees of freedom.
+12 loads (ABBA x 3) is the shipped design: 4 loads leave 1 degree of freedom, an interval 10x wider.
 
 The verdict, on log ratios with a t interval (two-sided coverage 1 - 2 * alpha):
 FAIL when the interval excludes "unchanged" on the bad side (one-sided alpha: an unchanged config
@@ -34,10 +40,12 @@ from pytest_specgate.verdict.sequential import CODES, FAIL, INCONCLUSIVE, PASS, 
 
 CANDIDATE, REFERENCE = "A", "B"
 
-#: the design the seeded simulations validate (CV 5%, -14% drift over the session): 12 samples per
-#: side in ABBA blocks of 6/6/6/6, 98% interval (alpha 1% per side), judged against the shipped 5%
-#: decode threshold: unchanged FAILs ~0.4% of the time, a true 10% regression ~98%. N=10 reaches 94%.
+#: the design the seeded simulations validate (``verdict/simulation.py``, CV 5%, -14% drift over the
+#: session): 12 samples per side in 12 blocks (ABBA x 3), each block on a fresh load, 98% interval
+#: (alpha 1% per side), judged against the shipped 5% decode threshold.
 AB_SAMPLES = 12
+AB_LOADS = 12
+#: the speedup A/B of a speculative config against its ``reference``: ABBA, the middle BB on one load
 AB_BLOCKS = 4
 AB_ALPHA = 0.01
 _ABBA = (CANDIDATE, REFERENCE, REFERENCE, CANDIDATE)
@@ -70,8 +78,11 @@ def abba_schedule(n_per_side: int, blocks: int = AB_BLOCKS) -> list[tuple[str, i
     return out
 
 
-def model_loads(schedule: Sequence[tuple[str, int]]) -> int:
-    """Server starts the schedule costs per config pair: one per change of side (ABBA: 3)."""
+def model_loads(schedule: Sequence[tuple[str, int]], fresh: bool = False) -> int:
+    """Server starts the schedule costs per config pair: one per block when every block runs on a
+    ``fresh`` load (the upgrade verdict), else one per change of side (ABBA: 3)."""
+    if fresh:
+        return len(schedule)
     return sum(1 for i, (side, _) in enumerate(schedule) if i == 0 or schedule[i - 1][0] != side)
 
 
@@ -112,6 +123,65 @@ def _bad_limit(threshold: float, higher_is_better: bool) -> float:
     return math.log(1.0 - threshold) if higher_is_better else -math.log(1.0 + threshold)
 
 
+def block_means(cand: FloatArray, ref: FloatArray, schedule: Sequence[tuple[str, int]]) -> FloatArray:
+    """Mean log value of every block, in schedule order (reps x blocks); a side's samples are in its
+    blocks' order, as the sampler took them."""
+    c, r = np.atleast_2d(np.log(cand)), np.atleast_2d(np.log(ref))
+    want = {side: sum(n for s, n in schedule if s == side) for side in (CANDIDATE, REFERENCE)}
+    if (want[CANDIDATE], want[REFERENCE]) != (c.shape[1], r.shape[1]):
+        raise ValueError(f"the schedule holds {want[CANDIDATE]} candidate and {want[REFERENCE]} reference samples, "
+                         f"got {c.shape[1]} and {r.shape[1]}")
+    taken = {CANDIDATE: 0, REFERENCE: 0}
+    out = []
+    for side, count in schedule:
+        x = c if side == CANDIDATE else r
+        out.append(x[:, taken[side]:taken[side] + count].mean(axis=1))
+        taken[side] += count
+    return np.stack(out, axis=1)
+
+
+def judge_blocks_many(cand: FloatArray, ref: FloatArray, schedule: Sequence[tuple[str, int]], threshold: float,
+                      higher_is_better: bool, alpha: float = AB_ALPHA
+                      ) -> tuple[npt.NDArray[np.int8], FloatArray, FloatArray, FloatArray]:
+    """Vectorised ``judge_blocks`` over rows (reps x samples): (verdict codes, change, low, high).
+
+    Least squares on the block means: y_b = level + effect * [b is the candidate's] + drift * b. The
+    residual variance (``blocks - 3`` df) holds the sample noise over the block AND the load's own
+    offset, so the interval is as wide as load-to-load differences make it.
+    """
+    c, r = np.atleast_2d(np.asarray(cand, dtype=float)), np.atleast_2d(np.asarray(ref, dtype=float))
+    if np.any(c <= 0) or np.any(r <= 0):
+        raise ValueError("paired ratios need positive samples. Fix: judge a metric that cannot be 0 (decode_tps, "
+                         "ttft_ms), or compare a share with a budget instead.")
+    y = block_means(c, r, schedule)
+    blocks = y.shape[1]
+    df = blocks - 3
+    if df < 1:
+        nan = np.full(y.shape[0], np.nan)
+        return np.full(y.shape[0], INCONCLUSIVE, np.int8), nan, nan, nan
+    t = np.arange(blocks, dtype=float)
+    x = np.stack([np.ones(blocks), [1.0 if side == CANDIDATE else 0.0 for side, _ in schedule], t - t.mean()], axis=1)
+    xtx_inv = np.linalg.inv(x.T @ x)
+    beta = y @ (x @ xtx_inv)  # (reps x 3): each row's least-squares fit
+    resid = y - beta @ x.T
+    se = np.sqrt((resid**2).sum(axis=1) / df * xtx_inv[1, 1])
+    return _codes(beta[:, 1], se, df, threshold, higher_is_better, alpha)
+
+
+def _codes(est: FloatArray, se: FloatArray, df: int, threshold: float, higher_is_better: bool, alpha: float
+           ) -> tuple[npt.NDArray[np.int8], FloatArray, FloatArray, FloatArray]:
+    """FAIL / PASS / INCONCLUSIVE from a log-scale estimate, its standard error and the t df."""
+    half = t_quantile(1.0 - alpha, df) * se
+    low, high = est - half, est + half
+    sign = 1.0 if higher_is_better else -1.0
+    g_est, g_low, g_high = sign * est, np.minimum(sign * low, sign * high), np.maximum(sign * low, sign * high)
+    bad = _bad_limit(threshold, higher_is_better)
+    fail = (g_high < 0.0) & (g_est < bad)
+    ok = g_low > bad
+    codes = np.where(fail, FAIL, np.where(ok, PASS, INCONCLUSIVE)).astype(np.int8)
+    return codes, np.expm1(est), np.expm1(low), np.expm1(high)
+
+
 def judge_paired_many(cand: FloatArray, ref: FloatArray, threshold: float, higher_is_better: bool,
                       alpha: float = AB_ALPHA, periods: Sequence[int] | None = None
                       ) -> tuple[npt.NDArray[np.int8], FloatArray, FloatArray, FloatArray]:
@@ -137,43 +207,51 @@ def judge_paired_many(cand: FloatArray, ref: FloatArray, threshold: float, highe
     resid = d - means[:, np.searchsorted(labels, groups)]
     var = (resid**2).sum(axis=1) / df
     counts = np.array([(groups == g).sum() for g in labels])
-    est = means.mean(axis=1)
     se = np.sqrt(var * (1.0 / counts).sum()) / labels.size
-    half = t_quantile(1.0 - alpha, df) * se
-    low, high = est - half, est + half
-    sign = 1.0 if higher_is_better else -1.0
-    g_est, g_low, g_high = sign * est, np.minimum(sign * low, sign * high), np.maximum(sign * low, sign * high)
-    bad = _bad_limit(threshold, higher_is_better)
-    fail = (g_high < 0.0) & (g_est < bad)
-    ok = g_low > bad
-    codes = np.where(fail, FAIL, np.where(ok, PASS, INCONCLUSIVE)).astype(np.int8)
-    return codes, np.expm1(est), np.expm1(low), np.expm1(high)
+    return _codes(means.mean(axis=1), se, df, threshold, higher_is_better, alpha)
 
 
 def judge_paired(cand: Sequence[float], ref: Sequence[float], threshold: float, higher_is_better: bool,
                  alpha: float = AB_ALPHA, periods: Sequence[int] | None = None) -> PairedDecision:
     """Judge candidate vs reference on pair i = (cand[i], ref[i]); ``threshold`` is relative (0.05 = 5%).
 
-    ``alpha`` is the one-sided error on each side: an unchanged candidate FAILs at most ``alpha`` of
-    the time (under noise about normal on the log scale); the interval printed has coverage
-    1 - 2 * alpha. Pass ``periods=pair_periods(schedule)`` for ABBA blocks so drift cancels.
+    Valid only when every sample is independent given its period, i.e. fresh loads do not differ; the
+    upgrade verdict uses ``judge_blocks``. ``alpha`` is the one-sided error on each side; the interval
+    printed has coverage 1 - 2 * alpha. Pass ``periods=pair_periods(schedule)`` for ABBA blocks.
     """
-    codes, change, low, high = judge_paired_many(np.asarray(cand, dtype=float)[None, :],
-                                                 np.asarray(ref, dtype=float)[None, :],
-                                                 threshold, higher_is_better, alpha, periods)
-    n = len(cand)
+    got = judge_paired_many(np.asarray(cand, dtype=float)[None, :], np.asarray(ref, dtype=float)[None, :],
+                            threshold, higher_is_better, alpha, periods)
+    return _decision(got, len(cand), threshold, higher_is_better, alpha, f"{len(cand)} pairs")
+
+
+def judge_blocks(cand: Sequence[float], ref: Sequence[float], schedule: Sequence[tuple[str, int]], threshold: float,
+                 higher_is_better: bool, alpha: float = AB_ALPHA) -> PairedDecision:
+    """Judge candidate vs reference sampled in ``schedule``'s blocks, each block on a fresh load.
+
+    ``alpha`` is the one-sided error on each side: an unchanged candidate FAILs at most ``alpha`` of
+    the time (noise about normal on the log scale, load offsets included); the interval printed has
+    coverage 1 - 2 * alpha.
+    """
+    got = judge_blocks_many(np.asarray(cand, dtype=float)[None, :], np.asarray(ref, dtype=float)[None, :],
+                            schedule, threshold, higher_is_better, alpha)
+    return _decision(got, len(cand), threshold, higher_is_better, alpha, f"{len(schedule)} loads")
+
+
+def _decision(got: tuple[npt.NDArray[np.int8], FloatArray, FloatArray, FloatArray], n: int, threshold: float,
+              higher_is_better: bool, alpha: float, units: str) -> PairedDecision:
+    codes, change, low, high = got
     verdict = CODES[int(codes[0])]
     coverage = 1.0 - 2.0 * alpha
     if math.isnan(float(change[0])):
         return PairedDecision(verdict, math.nan, math.nan, math.nan, 0.0, n,
-                              f"{n} pairs leave no degrees of freedom for the noise: take more samples")
+                              f"{units} leave no degrees of freedom for the noise: take more")
     ch, lo, hi = float(change[0]), float(low[0]), float(high[0])
     worse = f"{-threshold:+.0%}" if higher_is_better else f"{threshold:+.0%}"
-    where = f"change {ch:+.1%}, {coverage_label(coverage)} [{lo:+.1%}, {hi:+.1%}], {n} pairs"
+    where = f"change {ch:+.1%}, {coverage_label(coverage)} [{lo:+.1%}, {hi:+.1%}], {n} samples a side, {units}"
     if verdict is Outcome.FAIL:
         why = f"{where}: worse than unchanged, and the estimate is past the {worse} threshold"
     elif verdict is Outcome.PASS:
         why = f"{where}: rules out a change past the {worse} threshold"
     else:
-        why = f"{where}: cannot rule out a change past {worse}, nor show one: more pairs would decide it"
+        why = f"{where}: cannot rule out a change past {worse}, nor show one: more loads would decide it"
     return PairedDecision(verdict, ch, lo, hi, coverage, n, why)

@@ -7,8 +7,10 @@ The pre-issue-8 designs are reproduced here (``legacy_*``) only to show what cha
 
 Noise model, as in the issue: a sample is ``true * (1 + cv * Z)``, Z standard normal, CV 5%;
 session drift multiplies a sample taken at fraction t of the session by ``1 + drift * t``;
-run-to-run drift multiplies a whole run by ``1 + run_sd * Z``. ``contamination`` adds the shared
-machine's other habit: a share of samples slowed by a factor, to show how each statistic copes.
+run-to-run drift multiplies a whole run by ``1 + run_sd * Z``; every model load of an A/B session
+runs ``1 + load_sd * Z`` fast (4.6% measured between fresh loads on the development machine).
+``contamination`` adds the shared machine's other habit: a share of samples slowed by a factor, to show how
+each statistic copes.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import numpy.typing as npt
 from pytest_specgate.verdict.intervals import FloatArray
 from pytest_specgate.verdict.paired import (
     AB_ALPHA,
+    AB_LOADS,
     CANDIDATE,
     REFERENCE,
     abba_schedule,
+    judge_blocks_many,
     judge_paired_many,
     pair_periods,
 )
@@ -33,7 +37,7 @@ from pytest_specgate.verdict.sequential import FAIL, INCONCLUSIVE, PASS, Kind, P
 from pytest_specgate.verdict.trend import judge_trend_many
 
 SEED = 20261129
-Order = Literal["abba", "ref_first"]
+Design = Literal["blocks", "abba3", "ref_first"]
 
 
 @dataclass(frozen=True)
@@ -114,35 +118,52 @@ def legacy_budget_rates(n_min: int, n_max: int, ratio: float, confidence: float 
 # upgrade A/B in one session
 
 
-def session_schedule(n_per_side: int, order: Order) -> list[tuple[str, int]]:
-    """ABBA, or today's order: two rounds of (reference block, candidate block)."""
-    if order == "abba":
+def session_schedule(n_per_side: int, design: Design, loads: int = AB_LOADS) -> list[tuple[str, int]]:
+    """The shipped blocks (ABBA x loads/4), the old ABBA on 3 loads, or the legacy reference-first rounds."""
+    if design == "blocks":
+        return abba_schedule(n_per_side, loads)
+    if design == "abba3":
         return abba_schedule(n_per_side, 4)
     first = (n_per_side + 1) // 2
     return [(REFERENCE, first), (CANDIDATE, first), (REFERENCE, n_per_side - first),
             (CANDIDATE, n_per_side - first)]
 
 
-def session_samples(n_per_side: int, order: Order, change: float, reps: int, seed: int, cv: float = 0.05,
-                    drift: float = -0.14, contamination: float = 0.0) -> tuple[FloatArray, FloatArray, list[int]]:
-    """(candidate, reference, pair periods): one point measured in the schedule's order while the
-    machine slows linearly by ``drift`` over the session. With several points per block each point's
+def session_samples(schedule: list[tuple[str, int]], fresh: bool, change: float, reps: int, seed: int,
+                    cv: float = 0.05, drift: float = -0.14, contamination: float = 0.0, load_sd: float = 0.0
+                    ) -> tuple[FloatArray, FloatArray]:
+    """(candidate, reference): one point measured in the schedule's order while the machine slows
+    linearly by ``drift`` over the session, and every model load runs ``1 + load_sd * Z`` fast (a block
+    per load when ``fresh``, else a load per change of side). With several points per block each point's
     samples are spread over the block, which keeps the same offsets as fractions of the session."""
-    schedule = session_schedule(n_per_side, order)
     total = sum(c for _, c in schedule)
     t = (np.arange(total) + 0.5) / total
     sides = np.array([side for side, count in schedule for _ in range(count)])
-    x = (1.0 + drift * t) * noise(np.random.default_rng(seed), (reps, total), cv, contamination)
-    cand = x[:, sides == CANDIDATE] * (1.0 + change)
-    return cand, x[:, sides == REFERENCE], pair_periods(schedule)
+    load_of_block = np.cumsum([1 if fresh or i == 0 or schedule[i - 1][0] != side else 0
+                               for i, (side, _) in enumerate(schedule)]) - 1
+    load = np.array([load_of_block[b] for b, (_, count) in enumerate(schedule) for _ in range(count)])
+    rng = np.random.default_rng(seed)
+    x = (1.0 + drift * t) * noise(rng, (reps, total), cv, contamination)
+    x = x * (1.0 + load_sd * rng.standard_normal((reps, int(load_of_block[-1]) + 1)))[:, load]
+    return x[:, sides == CANDIDATE] * (1.0 + change), x[:, sides == REFERENCE]
 
 
-def ab_rates(n_per_side: int, change: float, order: Order = "abba", adjust: bool = True, threshold: float = 0.05,
-             alpha: float = AB_ALPHA, cv: float = 0.05, drift: float = -0.14, reps: int = 20000, seed: int = SEED,
-             contamination: float = 0.0) -> Rates:
-    """Paired verdict on a higher-is-better metric (decode_tps) whose true change is ``change``."""
-    cand, ref, periods = session_samples(n_per_side, order, change, reps, seed, cv, drift, contamination)
-    codes, *_ = judge_paired_many(cand, ref, threshold, True, alpha, periods if adjust else None)
+def ab_rates(n_per_side: int, change: float, design: Design = "blocks", loads: int = AB_LOADS,
+             threshold: float = 0.05, alpha: float = AB_ALPHA, cv: float = 0.05, drift: float = -0.14,
+             load_sd: float = 0.0, reps: int = 20000, seed: int = SEED, contamination: float = 0.0) -> Rates:
+    """Upgrade verdict on a higher-is-better metric (decode_tps) whose true change is ``change``.
+
+    ``blocks``: the shipped design, every block on a fresh load, judged on block means
+    (``judge_blocks_many``). ``abba3``: the design before it, A, BB, A on 3 loads, a sample-level
+    crossover test. ``ref_first``: the legacy order with a plain paired t.
+    """
+    schedule = session_schedule(n_per_side, design, loads)
+    cand, ref = session_samples(schedule, design == "blocks", change, reps, seed, cv, drift, contamination, load_sd)
+    if design == "blocks":
+        codes, *_ = judge_blocks_many(cand, ref, schedule, threshold, True, alpha)
+    else:
+        periods = pair_periods(schedule) if design == "abba3" else None
+        codes, *_ = judge_paired_many(cand, ref, threshold, True, alpha, periods)
     return Rates.of(codes, n_per_side)
 
 

@@ -3,11 +3,12 @@
 Why this is the primary upgrade verdict and a stored baseline is not: on a shared machine an
 unchanged rerun a minute after its baseline came out 14% slower on decode, and a comparison with a
 stored run cannot tell that drift from a regression. Measured in the same session, in ABBA blocks
-(candidate, deployed, deployed, candidate) that span every point, drift hits both sides alike and
-the two-period crossover analysis of ``paired.judge_paired`` cancels a linear drift from both the
-estimate and the noise. Each point's ratio is judged with the file's ``[thresholds]`` (the same
-relative changes the baseline comparison uses) at ``AB_ALPHA`` split over the session's comparisons
-(Bonferroni), so an unchanged config fails at most ``AB_ALPHA`` of the time per session.
+(candidate, deployed, deployed, candidate, ...) that span every point, each on a fresh load, drift
+hits both sides alike, and ``paired.judge_blocks`` fits the block means with a linear drift, so drift
+cancels and the spread between loads is part of the interval. Each point's ratio is judged with the
+file's ``[thresholds]`` (the same relative changes the baseline comparison uses) at ``AB_ALPHA`` split over
+the session's comparisons (Bonferroni), so an unchanged config fails at most ``AB_ALPHA`` of the time per
+session.
 
 Pure: it takes measurements and fingerprints and returns plain data; the sampler took the samples,
 the session records the verdict, the reports render it.
@@ -25,10 +26,10 @@ from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.metrics import higher_is_better, where
 from pytest_specgate.verdict.budget import Verdict
 from pytest_specgate.verdict.intervals import coverage_label
-from pytest_specgate.verdict.paired import AB_ALPHA, AB_BLOCKS, AB_SAMPLES, abba_schedule, judge_paired, pair_periods
+from pytest_specgate.verdict.paired import AB_ALPHA, AB_BLOCKS, AB_LOADS, AB_SAMPLES, abba_schedule, judge_blocks
 
-__all__ = ["AB_SAMPLES", "AGAINST", "UPGRADE_METRICS", "PairedChange", "Upgrade", "judge_upgrade", "pair_plan",
-           "pair_points", "pair_schedule"]
+__all__ = ["AB_LOADS", "AB_SAMPLES", "AGAINST", "UPGRADE_METRICS", "PairedChange", "Upgrade", "judge_upgrade",
+           "pair_plan", "pair_points", "pair_schedule", "upgrade_schedule"]
 
 #: what the upgrade verdict judges at every point. Decode is what the field report's regressions were
 #: about; wall clock and TTFT on the sweep's short prompt move with decode or are too small to judge
@@ -68,8 +69,13 @@ def pair_plan(wl: Workloads, workload: str, point: int | None, quick: bool, coll
 
 
 def pair_schedule(n_per_side: int) -> list[tuple[str, int]]:
-    """ABBA blocks for ``n_per_side`` samples per side (AB when there is one sample per side)."""
+    """The speedup A/B's ABBA blocks for ``n_per_side`` samples per side (AB with one sample per side)."""
     return abba_schedule(n_per_side, AB_BLOCKS if n_per_side >= AB_BLOCKS // 2 else 2)
+
+
+def upgrade_schedule(n_per_side: int, loads: int = AB_LOADS) -> list[tuple[str, int]]:
+    """The upgrade verdict's blocks: ``loads`` of them (ABBA repeated), every one on a fresh load."""
+    return abba_schedule(n_per_side, loads)
 
 
 class _Model(BaseModel):
@@ -89,7 +95,10 @@ class PairedChange(_Model):
     low: float | None = None
     high: float | None = None
     coverage: float = 0.0
+    #: samples per side
     n: int = 0
+    #: model loads the samples span (one per block); 0 in results written before blocks had their own loads
+    loads: int = 0
     threshold: float
     higher_is_better: bool = True
     #: one-sided error of this comparison (``AB_ALPHA`` over the session's comparisons)
@@ -108,11 +117,11 @@ class PairedChange(_Model):
         return -self.threshold if self.higher_is_better else self.threshold
 
     def interval(self) -> str:
-        """``-12.3% [-15.0%, -9.1%] (98% CI, N=12 pairs)``, or why there is none."""
+        """``-12.3% [-15.0%, -9.1%] (98% CI, N=12 a side on 12 loads)``, or why there is none."""
+        size = f"N={self.n} a side on {self.loads} loads" if self.loads else f"N={self.n} pairs"
         if self.change is None or self.low is None or self.high is None:
-            return f"no interval (N={self.n} pairs)"
-        return (f"{self.change:+.1%} [{self.low:+.1%}, {self.high:+.1%}] "
-                f"({coverage_label(self.coverage)}, N={self.n} pairs)")
+            return f"no interval ({size})"
+        return f"{self.change:+.1%} [{self.low:+.1%}, {self.high:+.1%}] ({coverage_label(self.coverage)}, {size})"
 
     def describe(self) -> str:
         return (f"{self.metric} at {self.where} vs {self.against}: {self.interval()} "
@@ -126,7 +135,7 @@ class Upgrade(_Model):
     against: str
     #: the block order actually run: [("A", samples per point), ...], A = candidate
     schedule: list[tuple[str, int]] = Field(default_factory=list)
-    #: server starts the schedule cost (ABBA: 3), whatever the number of points
+    #: server starts the schedule cost (one per block), whatever the number of points
     model_loads: int = 0
     changes: list[PairedChange] = Field(default_factory=list)
     #: what differs between the deployed config and the candidate ("flags changed: -t 2 -> -t 1")
@@ -166,7 +175,7 @@ def judge_upgrade(pairs: Sequence[tuple[Measurement, Measurement]], schedule: Se
     limits = thresholds.model_dump()
     m = comparisons or max(1, len(pairs) * len(metrics))
     alpha = AB_ALPHA / m
-    periods = pair_periods(schedule)
+    per_side = {side: sum(c for s, c in schedule if s == side) for side in ("A", "B")}
     out = []
     for cand, ref in pairs:
         for metric in metrics:
@@ -174,13 +183,14 @@ def judge_upgrade(pairs: Sequence[tuple[Measurement, Measurement]], schedule: Se
             higher = higher_is_better(metric)
             threshold = float(limits.get(metric, 0.05))
             base = dict(config=cand.config, against=ref.config, workload=cand.workload, point=cand.point,
-                        metric=metric, threshold=threshold, higher_is_better=higher, alpha=alpha)
-            if len(c) != len(r) or len(c) != len(periods) or not c:
+                        metric=metric, threshold=threshold, higher_is_better=higher, alpha=alpha,
+                        loads=len(schedule))
+            if (len(c), len(r)) != (per_side["A"], per_side["B"]) or not c:
                 out.append(PairedChange(**base, n=min(len(c), len(r)), verdict=Verdict.SKIPPED,  # type: ignore[arg-type]
-                                        why=f"{len(c)} candidate and {len(r)} deployed samples do not pair up "
-                                            f"with the {len(periods)}-pair schedule"))
+                                        why=f"{len(c)} candidate and {len(r)} deployed samples do not fill the "
+                                            f"schedule's {per_side['A']} and {per_side['B']}"))
                 continue
-            d = judge_paired(c, r, threshold, higher, alpha=alpha, periods=periods)
+            d = judge_blocks(c, r, schedule, threshold, higher, alpha=alpha)
             finite = not math.isnan(d.change)
             out.append(PairedChange(
                 **base, change=d.change if finite else None, low=d.low if finite else None,  # type: ignore[arg-type]
