@@ -42,7 +42,8 @@ from pytest_specgate.store import (
     save_baseline,
 )
 from pytest_specgate.verdict.baseline import compare
-from pytest_specgate.verdict.budget import BudgetResult
+from pytest_specgate.verdict.budget import BudgetResult, NoBudget
+from pytest_specgate.verdict.upgrade import Upgrade
 
 __all__ = ["Outcome", "Remote", "build_run", "finish", "merge_worker", "worker_payload"]
 
@@ -64,6 +65,12 @@ class Remote:
     configs: dict[str, ConfigFingerprint] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    #: the workers' upgrade verdicts (each worker judged the points it ran), "measured, no budget" rows
+    #: and notes (roofline, VRAM method, foreign tenants): without them the controller's banner and
+    #: results would show a green run whose upgrade FAIL happened on a worker
+    upgrades: list[Upgrade] = field(default_factory=list)
+    no_budget: list[NoBudget] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def build_run(*, measurements: list[Measurement], verdicts: list[BudgetResult], configs: dict[str, ConfigFingerprint],
@@ -192,16 +199,21 @@ class _WorkerPayload(BaseModel):
     configs: dict[str, ConfigFingerprint]
     memory: dict[str, dict[str, float]]
     errors: list[str] = Field(default_factory=list)
+    upgrade: Upgrade | None = None
+    no_budget: list[NoBudget] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
 
 def worker_payload(measurements: dict[Any, Measurement], verdicts: list[BudgetResult],
                    configs: dict[str, ConfigFingerprint], memory: dict[str, dict[str, float]],
-                   errors: list[str]) -> str:
+                   errors: list[str], *, upgrade: Upgrade | None = None, no_budget: list[NoBudget] | None = None,
+                   notes: list[str] | None = None) -> str:
     """What an xdist worker hands the controller (``config.workeroutput`` must hold plain data)."""
     keys = list(measurements)
     return _WorkerPayload(
         keys=[list(k) for k in keys], measurements=[measurements[k] for k in keys], verdicts=list(verdicts),
-        configs=configs, memory=memory, errors=errors,
+        configs=configs, memory=memory, errors=errors, upgrade=upgrade, no_budget=list(no_budget or []),
+        notes=list(notes or []),
     ).model_dump_json()
 
 
@@ -220,3 +232,18 @@ def merge_worker(payload: str, measurements: dict[Any, Measurement], verdicts: l
     remote.configs.update(data.configs)
     remote.memory.update(data.memory)
     remote.errors += data.errors
+    if data.upgrade is not None:
+        remote.upgrades.append(data.upgrade)
+    remote.no_budget += data.no_budget
+    remote.notes += [n for n in data.notes if n not in remote.notes]
+
+
+def merge_upgrades(upgrades: list[Upgrade]) -> Upgrade | None:
+    """One upgrade verdict from the controller's and the workers' (same pair; each judged its own points)."""
+    if not upgrades:
+        return None
+    merged = upgrades[0].model_copy(deep=True)
+    for other in upgrades[1:]:
+        merged.changes += [c for c in other.changes if (c.workload, c.point, c.metric) not in
+                           {(m.workload, m.point, m.metric) for m in merged.changes}]
+    return merged

@@ -153,6 +153,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     if state.pool is not None or state.measurements or state.verdicts:
         outcome = config.stash.get(outcome_key, None)
         data = summary(state, outcome)
+        remote = config.stash.get(remote_key, None)  # xdist: the workers' notes (roofline, VRAM method)
+        data.notes += [n for n in (remote.notes if remote else []) if n not in data.notes]
         run = config.stash.get(run_key, None)
         if run is not None:  # the stored run's verdict, the same banner as report.md and report.html
             data.banner = banner(run, strict=state.options.strict, errors=outcome.errors if outcome else [])
@@ -231,7 +233,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if hasattr(session.config, "workerinput"):  # xdist worker: the controller stores the run
         configs, errors = state.fingerprints()
-        payload = worker_payload(state.measurements, state.verdicts, configs, state.memory(), errors)
+        payload = worker_payload(state.measurements, state.verdicts, configs, state.memory(), errors,
+                                 upgrade=state.upgrade, no_budget=state.no_budget, notes=state.notes)
         session.config.workeroutput["specgate"] = payload  # type: ignore[attr-defined]
         return
     outcome = session.config.stash[outcome_key] = _finish(state, session.config, exitstatus)

@@ -24,7 +24,7 @@ import pytest
 from pytest_specgate.config import Budget, ServingConfig, Thresholds
 from pytest_specgate.errors import SpecgateError
 from pytest_specgate.fingerprint import ConfigFingerprint, collect, file_sha256, fingerprint_changes, host_info
-from pytest_specgate.finish import Outcome, Remote, build_run
+from pytest_specgate.finish import Outcome, Remote, build_run, merge_upgrades
 from pytest_specgate.measure import lossless
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.measure.roofline import decode_roofline
@@ -43,7 +43,6 @@ from pytest_specgate.verdict.budget import (
 )
 from pytest_specgate.verdict.paired import model_loads
 from pytest_specgate.verdict.upgrade import (
-    AB_SAMPLES,
     AGAINST,
     UPGRADE_METRICS,
     PairedChange,
@@ -52,6 +51,7 @@ from pytest_specgate.verdict.upgrade import (
     pair_plan,
     pair_points,
     pair_schedule,
+    upgrade_schedule,
 )
 
 __all__ = ["Session", "outcome_key", "remote_key", "run_key", "session_key"]
@@ -99,7 +99,7 @@ class Session(Serving):
 
     def sampler(self, log_dir: Path) -> Sampler:
         return Sampler(self.config, lambda name: self.server(name, log_dir), samples=self.options.samples,
-                       quick=self.quick)
+                       quick=self.quick, stop=lambda: self.pool.stop() if self.pool else None)
 
     def sample_counts(self, cfg: ServingConfig, quick: bool) -> tuple[int, int]:
         """(samples per point, most samples while a budget is undecided) for ``cfg``."""
@@ -146,9 +146,12 @@ class Session(Serving):
             self.notes.append(note)
 
     def measure_pair(self, name: str, reference: str, workload: str, point: int | None, *,
-                     log_dir: Path, variant: str = "ab", n: int | None = None) -> tuple[Measurement, Measurement]:
+                     log_dir: Path, variant: str = "ab", schedule: list[tuple[str, int]] | None = None
+                     ) -> tuple[Measurement, Measurement]:
         """A/B in one run, once per session: ABBA blocks spanning every point of the workload the session
-        gates (``pair_points``), so a config pair costs 3 model loads whatever the number of points."""
+        gates (``pair_points``), so a config pair costs the same model loads whatever the number of points:
+        3 for the speedup's ``pair_schedule``; one per block for a given ``schedule`` (the upgrade verdict's,
+        every block on a fresh load)."""
         a, b = self.point(name, workload, point, variant), self.point(reference, workload, point, variant)
         def done(x: Measurement, y: Measurement) -> bool:
             return bool(x.samples and y.samples) and not (x.partial or y.partial)
@@ -163,10 +166,10 @@ class Session(Serving):
             m.samples.clear()
             m.warmup_samples.clear()
             m.partial = True
-        if n is None:
-            n, _ = self.sample_counts(self.config(name), self.quick)
-        schedule = pair_schedule(n)
-        self.sampler(log_dir).measure_blocks(pairs, schedule)  # on an error every pair stays partial
+        fresh = schedule is not None
+        if schedule is None:
+            schedule = pair_schedule(self.sample_counts(self.config(name), self.quick)[0])
+        self.sampler(log_dir).measure_blocks(pairs, schedule, fresh=fresh)  # on an error every pair stays partial
         for m in (m for pair in pairs for m in pair):
             m.partial = False
         self.pair_schedules[(name, reference, variant)] = schedule
@@ -181,15 +184,15 @@ class Session(Serving):
         against, name = self.against_name(), self.selected.name
         assert against is not None
         wl = self.selected.workloads
-        n = getattr(wl, "ab_samples", AB_SAMPLES)
-        cand, ref = self.measure_pair(name, against, workload, point, log_dir=log_dir, variant=AGAINST, n=n)
+        cand, ref = self.measure_pair(name, against, workload, point, log_dir=log_dir, variant=AGAINST,
+                                      schedule=upgrade_schedule(wl.ab_samples, wl.ab_loads))
         schedule = self.pair_schedules[(name, against, AGAINST)]
         points = pair_points(wl, workload, point, self.quick, self.sweep_points)
         changes = judge_upgrade([(cand, ref)], schedule, self.file.thresholds,
                                 comparisons=len(points) * len(UPGRADE_METRICS))
         if self.upgrade is None:
             self.upgrade = Upgrade(config=name, against=against, schedule=schedule,
-                                   model_loads=model_loads(schedule), fingerprint=self._diff(against, name))
+                                   model_loads=model_loads(schedule, fresh=True), fingerprint=self._diff(against, name))
         self.upgrade.changes = [c for c in self.upgrade.changes if (c.workload, c.point) != (workload, point)] + changes
         bad = [c for c in changes
                if c.verdict is Verdict.FAIL or (c.verdict is Verdict.INCONCLUSIVE and self.options.strict)]
@@ -317,9 +320,9 @@ class Session(Serving):
             thresholds=thresholds, memory={**remote.memory, **self.memory()},
             load_seconds=dict(self.pool.load_seconds) if self.pool is not None else {},
         )
-        run.upgrade = self.upgrade
+        run.upgrade = merge_upgrades([u for u in (self.upgrade, *remote.upgrades) if u is not None])
         run.unjudged = self.unjudged()
-        run.no_budget = list(self.no_budget)
+        run.no_budget = [*self.no_budget, *remote.no_budget]
         return run
 
     def run_status(self, exitstatus: int) -> tuple[RunStatus, list[str]]:

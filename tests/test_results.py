@@ -20,7 +20,8 @@ from pytest_specgate.finish import Outcome, Remote, finish, merge_worker, worker
 from pytest_specgate.measure.measurement import Measurement
 from pytest_specgate.session import Session
 from pytest_specgate.store import load, save
-from pytest_specgate.verdict.budget import Verdict
+from pytest_specgate.verdict.budget import NoBudget, Verdict
+from pytest_specgate.verdict.upgrade import PairedChange, Upgrade
 
 
 @pytest.fixture
@@ -235,10 +236,20 @@ def test_worker_payload_merges_into_the_controller(tmp_path: Path, cache: Path) 
     remote = Remote()
     configs, errors = worker.fingerprints()
     assert not errors
-    merge_worker(worker_payload(worker.measurements, worker.verdicts, configs, worker.memory(), errors),
+    worker.upgrade = Upgrade(config="demo", against="old", schedule=[("A", 1)], model_loads=12, changes=[
+        PairedChange(config="demo", against="old", workload="sweep", point=64, metric="decode_tps", threshold=0.05,
+                     verdict=Verdict.FAIL, change=-0.2, low=-0.3, high=-0.1, coverage=0.98, n=12, loads=12)])
+    worker.no_budget.append(NoBudget(config="demo", workload="latency", metrics=["ttft_ms"]))
+    worker.notes.append("demo sweep@64: decode at 61% of this card's bound")
+    merge_worker(worker_payload(worker.measurements, worker.verdicts, configs, worker.memory(), errors,
+                                upgrade=worker.upgrade, no_budget=worker.no_budget, notes=worker.notes),
                  controller.measurements, controller.verdicts, remote)
     assert len(controller.point("demo", "sweep", 256).samples) == 10  # 3 + 7 pooled
     assert len(controller.point("demo", "sweep", 64).samples) == 7
     run = controller.build_run(remote)
     assert run.configs["demo"].build_info == "b11434-0a1b2c3" and run.memory == {"demo": {"rss_peak_mib": 400.0}}
     assert len(run.verdicts) == 1
+    # a worker's upgrade FAIL, its no-budget rows and its notes reach the controller's run and banner
+    assert run.upgrade is not None and run.upgrade.failed and run.upgrade.changes[0].point == 64
+    assert [b.workload for b in run.no_budget] == ["latency"]
+    assert remote.notes == ["demo sweep@64: decode at 61% of this card's bound"]
