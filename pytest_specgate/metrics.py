@@ -37,12 +37,18 @@ class Metric:
     #: a deterministic figure (a memory reading, a temperature-0 comparison): every value must meet the
     #: budget and no interval is drawn, because nothing is sampled noise
     exact: bool = False
+    #: the values it can take (shares: 0..1); an interval drawn from samples is cut to them, so
+    #: acceptance 0.98 at N=5 never reads as "up to 1.03"
+    bounds: tuple[float, float] | None = None
 
 
 #: workloads whose points the sampler measures (suites/test_decode.py, test_prefill.py)
 _MEASURED = ("sweep", "latency", "chat-short", "code-long", "long-context", "natural")
 #: workloads of the temperature-0 probe (suites/test_lossless.py)
 _PROBED = ("latency", "tool-call", "chat-short", "code-long")
+
+#: a share of tokens or drafts
+SHARE = (0.0, 1.0)
 
 #: in display order: the terminal, Markdown, HTML and benchmark rows follow it
 _TABLE = (
@@ -54,14 +60,14 @@ _TABLE = (
     Metric("prefill_ms", "ms", False, per_sample=True, workloads=_MEASURED),
     Metric("prompt_tps", "tok/s", True, per_sample=True, workloads=_MEASURED),
     Metric("wall_ms", "ms", False, per_sample=True, workloads=_MEASURED),
-    Metric("reasoning_share", "", False, per_sample=True, workloads=_MEASURED),
+    Metric("reasoning_share", "", False, per_sample=True, workloads=_MEASURED, bounds=SHARE),
     # every response must stay within --reasoning-budget, so each sample is judged as read (no median)
     Metric("reasoning_tokens", "tok", False, per_sample=True, workloads=_MEASURED, exact=True),
-    Metric("cache_reuse", "", True, per_sample=True, workloads=(*_MEASURED, "cache-reuse")),
-    Metric("prefix_reuse", "", True, workloads=("cache-reuse",)),
+    Metric("cache_reuse", "", True, per_sample=True, workloads=(*_MEASURED, "cache-reuse"), bounds=SHARE),
+    Metric("prefix_reuse", "", True, workloads=("cache-reuse",), bounds=SHARE),
     Metric("prefill_speedup", "x", True, workloads=("cache-reuse",)),
     Metric("prefill_slowdown", "x", False, workloads=("long-context",)),
-    Metric("acceptance", "", True, per_sample=True, workloads=_MEASURED),
+    Metric("acceptance", "", True, per_sample=True, workloads=_MEASURED, bounds=SHARE),
     Metric("mean_accepted_run", "tok", True, per_sample=True, workloads=_MEASURED),
     Metric("speedup", "x", True, variant="ab", workloads=("sweep", "natural")),
     Metric("wall_speedup", "x", True, variant="ab", workloads=("sweep",)),

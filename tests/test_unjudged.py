@@ -185,6 +185,24 @@ def test_quick_mode_comes_from_what_was_collected(pytester: pytest.Pytester) -> 
         assert f"QUICK={quick}" in out, (args, out)
 
 
+def test_checking_a_partial_measurement_fails_in_one_line(pytester: pytest.Pytester) -> None:
+    """A measurement whose sampling broke is never judged; the test says so in one line, no traceback.
+    The partial Measurement is built by hand: a real server cannot be made to break on demand here."""
+    pytester.makefile(".toml", specgate=toml_config("tiny", "/x/llama-server", "/x/m.gguf", []))
+    pytester.makepyfile("""
+        from pytest_specgate.measure.measurement import Measurement
+
+        def test_partial(specgate_check):
+            specgate_check(Measurement(config="tiny", workload="sweep", point=32, partial=True))
+        """)
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--specgate-results={pytester.path / 'r'}")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(["*config 'tiny', sweep: the measurement did not complete, so it cannot be judged. "
+                                 "Fix: *"])
+    assert "raise SpecgateError" not in out and "Traceback" not in out, out
+
+
 # ---- the verdict layer's share: coverage on every verdict, exact figures, the unjudged list ----
 
 def judged(budget: Budget, values: list[float], looks: list[int] | None = None, workload: str = "sweep",
@@ -225,3 +243,12 @@ def test_find_unjudged_names_why_for_each_budget():
     assert out[1000] == "skipped: acceptance not reported by this config"
     assert out[2000] == "no collected test judged it"
     assert find_unjudged("other", [a], verdicts, "x")[0].message == "other: decode_tps >= 1 at sweep@100: UNJUDGED (x)"
+
+
+def test_a_share_interval_stays_within_0_and_1_and_names_its_scale():
+    """Acceptance near 1 at N=5: a t interval on logs reaches past 1, which a share cannot."""
+    r = judged(Budget(metric="acceptance", point=256, min=0.5), [0.99, 0.97, 1.0, 0.9, 0.995])
+    assert r.verdict is Verdict.PASS and r.high == 1.0 and 0.5 < r.low < 0.99
+    assert "t interval of the log mean" in r.message and ", 1]" in r.message
+    r = judged(Budget(metric="cache_reuse", workload="cache-reuse", point=None, min=0.5), [0.0, 0.1, 0.0, 0.05, 0.0])
+    assert r.verdict is Verdict.FAIL and r.low == 0.0 and "t interval of the mean" in r.message

@@ -145,7 +145,10 @@ def check_budget(budget: Budget, stats: Stats | None, reason: str = "", *, value
             interval = f"no interval ({why})"
         else:
             low, high, coverage = d.low, d.high, d.coverage
-            interval = f"{d.label} [{d.low:.4g}, {d.high:.4g}] (t interval of the log mean) at N={d.n}"
+            if metric is not None and metric.bounds is not None:  # a share's interval stays within 0..1
+                low, high = max(low, metric.bounds[0]), min(high, metric.bounds[1])
+            scale = "log mean" if all(v > 0 for v in stats.values) else "mean"
+            interval = f"{d.label} [{low:.4g}, {high:.4g}] (t interval of the {scale}) at N={d.n}"
     msg = f"{budget.describe()}: {verdict.value.upper()}: {head}, {interval}, samples [{samples}]"
     if verdict is Verdict.INCONCLUSIVE and low is not None:
         msg += " (the interval straddles the budget: more samples or a quieter machine would decide it)"
