@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_specgate import options
+from pytest_specgate.config import find_config_file
 from pytest_specgate.errors import SpecgateError
 from pytest_specgate.finish import Outcome, Remote, finish, merge_worker, worker_payload
 from pytest_specgate.fixtures import (  # noqa: F401  (registered as plugin fixtures)
@@ -83,6 +84,18 @@ def pytest_configure(config: pytest.Config) -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             previous = signal.signal(sig, lambda signum, frame: state.terminate(signum))
             config.add_cleanup(functools.partial(_restore, sig, previous))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load the config file before collection when there is one to load: a bad budget or key is then one
+    ``ERROR: <file>: <key>: <cause>. Fix: ...`` line, not a traceback per collected suite module. Without
+    a file (a project that has the plugin installed but gates nothing) nothing is loaded until a test asks."""
+    state = session.config.stash[session_key]
+    if state.options.file or state.options.config or find_config_file(state.options.rootdir) is not None:
+        try:
+            state.selected  # noqa: B018 (loads and validates the file and the selected config)
+        except SpecgateError as e:
+            raise pytest.UsageError(str(e)) from None
 
 
 def _restore(sig: signal.Signals, previous: Any) -> None:

@@ -58,6 +58,19 @@ def test_the_shipped_file_with_a_planted_typo_fails_at_load(tmp_path: Path):
     assert "configs.mtp.budgets[0]' (decode_tps >= 44 at sweep@2048)" in line and "Fix: set point to one of" in line
 
 
+def test_the_planted_typo_stops_pytest_in_one_line_before_collection(tmp_path: Path, pytester: pytest.Pytester):
+    """Through pytest the same typo is one ``ERROR:`` line and exit code 4, not a traceback per suite module."""
+    text = (REPO / "specgate.toml").read_text()
+    (tmp_path / "typo.toml").write_text(text.replace("point = 2000\nmin = 44", "point = 2048\nmin = 44", 1))
+    pytester.makepyfile("def test_decode(specgate_output_len):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--specgate-file={tmp_path / 'typo.toml'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [x for x in result.stderr.lines if x.startswith("ERROR:")]
+    assert len(errors) == 1 and "configs.mtp.budgets[0]' (decode_tps >= 44 at sweep@2048)" in errors[0], result.stderr
+    assert "Fix: set point to one of [100, 500, 1000, 2000]" in errors[0]
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
 @pytest.mark.parametrize(("budget", "expected"), [
     ('metric = "vram_peak_mib"\nmax = 21504', "vram_peak_mib is never recorded at workload 'sweep'"
                                               "*Fix: set workload = 'memory'."),
