@@ -163,8 +163,9 @@ def upgrade_rows(run: RunResults) -> list[list[str]]:
              "" if c.candidate_median is None else fmt(c.candidate_median),
              "" if c.change is None else f"{c.change:+.1%}",
              "" if c.low is None or c.high is None else f"{coverage_label(c.coverage)} [{c.low:+.1%}, {c.high:+.1%}]",
-             f"{c.signed_threshold:+.0%}", str(c.n), c.verdict.value] for c in up.changes]
+             f"{c.signed_threshold:+.0%}", f"{c.n} on {c.loads} loads" if c.loads else str(c.n), c.verdict.value]
+            for c in up.changes]
 
 
 UPGRADE_HEADER = ["config", "against", "point", "metric", "deployed", "candidate", "change", "interval", "threshold",
-                  "N pairs", "verdict"]
+                  "N a side", "verdict"]
