@@ -1,4 +1,4 @@
-"""The upgrade verdict: candidate and deployed config measured in one session, judged on paired ratios.
+"""The upgrade verdict: candidate and deployed config measured in one session, judged load by load.
 
 A stored baseline cannot beat machine drift: on a shared 2-core machine an unchanged rerun a minute
 later came out 14% slower. Measured side by side, drift hits both configs alike, and the ratio of
@@ -10,16 +10,18 @@ ABBA blocks (candidate, reference, reference, candidate, ...) put the sides' mea
 
 Loads matter too. Every server start lands on its own memory pages and cores, and on the 2-core
 development machine decode differed between fresh loads of one unchanged config by 4.6% (SD of
-6-sample means over 10 loads), three times what the samples' own noise explains (1.0-1.4%). Judging
+6-sample means over 10 loads, ``bench/load_spread.py``) where the samples' own noise explains 1.9%. Judging
 samples as if they were independent then mistakes one unlucky load for a regression: the old design
-(A, BB, A on 3 loads, a sample-level crossover test) false-FAILed an unchanged config 16.9% of the
-time in simulation with that load noise. So the unit is the load: every block of ``upgrade_schedule``
-runs on a fresh server, and ``judge_blocks`` fits the blocks' mean log values with a side effect and
-a linear drift over the session (ABBA keeps the two apart). The load's own spread is then part of the
-residual the interval is built from, whatever its size, with ``blocks - 3`` degrees of freedom.
-12 loads (ABBA x 3) is the shipped design: 4 loads leave 1 degree of freedom, an interval 10x wider.
+(A, BB, A on 3 loads, a sample-level crossover test) false-FAILed an unchanged config 17% of the
+time in simulation with that load noise (``bench/simulate.py``). So the unit is the load: every
+block of ``upgrade_schedule`` runs on a fresh server, and ``judge_blocks`` fits the blocks' mean log
+values with a side effect and a linear drift over the session (ABBA keeps the two apart). The load's
+own spread is then part of the residual the interval is built from, whatever its size, with
+``blocks - 3`` degrees of freedom. 12 loads (ABBA x 3) is the shipped design: 4 loads leave 1
+degree of freedom (a 99% t quantile of 31.8 instead of 2.8), and a true 10% regression then fails
+13% of the time instead of 98%.
 
-The verdict, on log ratios with a t interval (two-sided coverage 1 - 2 * alpha):
+The verdict, on the log scale with a t interval (two-sided coverage 1 - 2 * alpha):
 FAIL when the interval excludes "unchanged" on the bad side (one-sided alpha: an unchanged config
 fails at most alpha of the time) AND the estimate is worse than ``threshold`` (a real but small change
 does not fail the gate); PASS when the interval rules out a change worse than ``threshold``;
