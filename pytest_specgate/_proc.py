@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
-__all__ = ["SCRUB_NAMES", "SCRUB_PREFIXES", "describe_exit", "group_members", "scrubbed_env", "spawn_group",
-           "stop_group"]
+__all__ = ["SCRUB_NAMES", "SCRUB_PREFIXES", "describe_exit", "free_port", "group_members", "log_tail", "scrubbed_env",
+           "spawn_group", "stop_group"]
 
 #: sets PR_SET_PDEATHSIG (1) to SIGKILL, exits at once if the parent is already gone, then execs argv[2:]
 _LAUNCHER = (
@@ -127,3 +130,19 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
         pass
     psutil.wait_procs([m for m in members if m.pid != proc.pid], timeout=10)
     return proc.returncode
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the child may still lose it to a race: callers retry)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, n: int = 40) -> str:
+    """The last ``n`` lines of a child's log, for an error message; "(no log)" when it cannot be read."""
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as f:
+            return "".join(deque(f, maxlen=n))
+    except OSError:
+        return "(no log)"

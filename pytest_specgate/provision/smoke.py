@@ -14,15 +14,13 @@ Standalone on purpose (no ``server/`` imports: provisioning sits below the serve
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
-from collections import deque
 from pathlib import Path
 
 import httpx
 
-from pytest_specgate._proc import describe_exit, scrubbed_env, stop_group
+from pytest_specgate._proc import describe_exit, free_port, log_tail, scrubbed_env, stop_group
 from pytest_specgate.errors import PreflightError
 from pytest_specgate.provision.cache import Log
 
@@ -32,27 +30,13 @@ __all__ = ["SMOKE_TOKENS", "smoke_decode"]
 SMOKE_TOKENS = 4
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as f:
-            return "".join(deque(f, maxlen=n))
-    except OSError:
-        return "(no log)"
-
-
 def smoke_decode(server: Path, model: Path, log_path: Path, log: Log = print, *, timeout: float = 120.0) -> float:
     """Start ``server`` on ``model``, decode ``SMOKE_TOKENS`` tokens, stop it; seconds taken.
 
     Raises PreflightError whose first line says how it failed (the signal, the HTTP error) and the fix.
     """
     started = time.monotonic()
-    port = _free_port()
+    port = free_port()
     argv = [str(server), "-m", str(model), "-c", "512", "-np", "1", "-t", "2", "--host", "127.0.0.1",
             "--port", str(port)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +50,7 @@ def smoke_decode(server: Path, model: Path, log_path: Path, log: Log = print, *,
             f"llama.cpp build: the smoke test (a {SMOKE_TOKENS}-token decode of {model.name}) failed: {what}"
             f"{'' if code is None else f' ({describe_exit(code)})'}. This build gets no manifest. Fix: check the build "
             f"flags for this CPU/GPU (a native build on an AMX CPU dies in the AMX matmul), then run "
-            f"`specgate provision` again.\nlog: {log_path}\n--- last lines ---\n{_tail(log_path)}")
+            f"`specgate provision` again.\nlog: {log_path}\n--- last lines ---\n{log_tail(log_path, 15)}")
 
     try:
         deadline = started + timeout

@@ -19,17 +19,15 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 import httpx
 import psutil
 
-from pytest_specgate._proc import group_members, scrubbed_env, spawn_group, stop_group
+from pytest_specgate._proc import free_port, group_members, log_tail, scrubbed_env, spawn_group, stop_group
 from pytest_specgate.config import redact_args
 from pytest_specgate.errors import ServerError
 from pytest_specgate.server.diagnosis import diagnose
@@ -49,12 +47,6 @@ def hermetic_env(extra: dict[str, str], config_home: Path) -> dict[str, str]:
     env["XDG_CONFIG_HOME"] = str(config_home)
     env.update(extra)
     return env
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def refuse_new_servers(reason: str) -> None:
@@ -92,14 +84,6 @@ def watch_parent(interval: float = 0.2) -> threading.Thread:
     thread = threading.Thread(target=watch, name="specgate-parent-watch", daemon=True)
     thread.start()
     return thread
-
-
-def log_tail(path: Path, n: int = 40) -> str:
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as f:
-            return "".join(deque(f, maxlen=n))
-    except OSError:
-        return "(no log)"
 
 
 class LlamaServer:
