@@ -48,22 +48,25 @@ def test_a_budget_at_a_point_the_sweep_lacks_fails_at_load(tmp_path: Path):
     assert "Fix: set point to one of [100, 500, 1000, 2000], or add it to workloads.sweep." in line
 
 
-def test_the_shipped_file_with_a_planted_typo_fails_at_load(tmp_path: Path):
-    """The closing note's planted typo: mtp's decode floor at 2048 instead of 2000."""
+def planted_typo(path: Path) -> Path:
+    """The shipped file with the closing note's typo: mtp's decode floor at 2048 instead of 2000."""
     text = (REPO / "specgate.toml").read_text()
     planted = text.replace("point = 2000\nmin = 44", "point = 2048\nmin = 44", 1)
     assert planted != text
-    (tmp_path / "specgate.toml").write_text(planted)
-    line = first_line(tmp_path / "specgate.toml")
+    path.write_text(planted)
+    return path
+
+
+def test_the_shipped_file_with_a_planted_typo_fails_at_load(tmp_path: Path):
+    line = first_line(planted_typo(tmp_path / "specgate.toml"))
     assert "configs.mtp.budgets[0]' (decode_tps >= 44 at sweep@2048)" in line and "Fix: set point to one of" in line
 
 
 def test_the_planted_typo_stops_pytest_in_one_line_before_collection(tmp_path: Path, pytester: pytest.Pytester):
     """Through pytest the same typo is one ``ERROR:`` line and exit code 4, not a traceback per suite module."""
-    text = (REPO / "specgate.toml").read_text()
-    (tmp_path / "typo.toml").write_text(text.replace("point = 2000\nmin = 44", "point = 2048\nmin = 44", 1))
+    typo = planted_typo(tmp_path / "typo.toml")
     pytester.makepyfile("def test_decode(specgate_output_len):\n    pass\n")
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--specgate-file={tmp_path / 'typo.toml'}")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--specgate-file={typo}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [x for x in result.stderr.lines if x.startswith("ERROR:")]
     assert len(errors) == 1 and "configs.mtp.budgets[0]' (decode_tps >= 44 at sweep@2048)" in errors[0], result.stderr
