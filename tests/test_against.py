@@ -19,7 +19,8 @@ from conftest import toml_config
 from pytest_specgate.config import Thresholds, Workloads
 from pytest_specgate.errors import SpecgateConfigError
 from pytest_specgate.verdict.budget import Verdict
-from pytest_specgate.verdict.paired import model_loads
+from pytest_specgate.verdict.paired import judge_paired, model_loads
+from pytest_specgate.verdict.sequential import Outcome
 from pytest_specgate.verdict.upgrade import (
     PairedChange,
     Upgrade,
@@ -99,6 +100,21 @@ def test_one_unlucky_load_is_not_a_regression() -> None:
     cand[6:8] = [v * 0.93 for v in cand[6:8]]
     (c,) = judge_upgrade([(measurement("new", 64, cand), measurement("old", 64, ref))], schedule, Thresholds())
     assert c.verdict is not Verdict.FAIL, c.why
+
+
+def test_loads_that_differ_widen_the_interval_instead_of_failing() -> None:
+    """Three of the candidate's six loads run 12% slow, the others not at all: that is load spread, not a
+    steady regression. Judged sample by sample (the old design) it FAILs at -6.2%; judged per load the
+    spread is in the interval and the verdict cannot tell."""
+    schedule = upgrade_schedule(12)
+    ref = [40.0, 40.4, 39.6, 40.2, 39.8, 40.0] * 2
+    cand = list(ref)
+    for block in (0, 2, 4):  # the candidate's blocks, 2 samples each
+        cand[2 * block:2 * block + 2] = [v * 0.88 for v in cand[2 * block:2 * block + 2]]
+    assert judge_paired(cand, ref, 0.05, True).verdict is Outcome.FAIL
+    (c,) = judge_upgrade([(measurement("new", 64, cand), measurement("old", 64, ref))], schedule, Thresholds())
+    assert c.verdict is Verdict.INCONCLUSIVE and c.change == pytest.approx(-0.062, abs=0.002), c.why
+    assert c.low is not None and c.high is not None and c.low < -0.05 < 0 < c.high
 
 
 def test_mismatched_pairs_are_skipped_with_the_reason() -> None:
